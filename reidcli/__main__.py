@@ -1,0 +1,3 @@
+from reidcli.cli.app import main
+
+main()

@@ -1,0 +1,26 @@
+"""User-facing errors.
+
+Anything the user can fix (a missing folder, an unreadable image, a bad bank, a checkpoint
+that does not fit) raises a `ReidError`. The CLI prints its message without a traceback
+(exit code 1); `--verbose` adds the traceback. Library users catch it like any exception.
+"""
+
+
+class ReidError(Exception):
+    """An error caused by the user's input or environment, saying how to fix it."""
+
+
+class DatasetError(ReidError):
+    """A dataset folder, list file or image is missing, unreadable or malformed."""
+
+
+class BankError(ReidError):
+    """A feature bank or distance file does not follow the documented format."""
+
+
+class CheckpointError(ReidError):
+    """A checkpoint cannot be read or does not fit the model."""
+
+
+class TrainingError(ReidError):
+    """Training cannot continue (non-finite loss, inconsistent resume state, ...)."""
