@@ -1,0 +1,92 @@
+"""Dataset specs (`NAME` or `NAME:PATH`) and where on disk they point."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from reidcli.data.registry import DatasetInfo, get_dataset_info
+from reidcli.errors import DatasetError
+
+log = logging.getLogger(__name__)
+
+DATA_ROOT_ENV = "REID_DATA_ROOT"
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    info: DatasetInfo
+    path: Path | None
+    """The explicit PATH of `NAME:PATH`, else None (search the data root)."""
+
+
+def parse_spec(spec: str) -> DatasetSpec:
+    """Split `NAME[:PATH]`; only the first colon separates, so paths may contain colons."""
+    name, sep, path = spec.partition(":")
+    if not name.strip():
+        raise DatasetError(f"bad dataset spec {spec!r}: expected NAME or NAME:PATH")
+    if sep and not path.strip():
+        raise DatasetError(f"bad dataset spec {spec!r}: the path after ':' is empty")
+    return DatasetSpec(get_dataset_info(name), Path(path).expanduser() if sep else None)
+
+
+def default_data_root(data_root: str | os.PathLike[str] | None = None) -> Path:
+    """`data_root` if given, else `$REID_DATA_ROOT`, else `./data`."""
+    if data_root is not None:
+        return Path(data_root).expanduser()
+    env = os.environ.get(DATA_ROOT_ENV)
+    return Path(env).expanduser() if env else Path("data")
+
+
+def _search(info: DatasetInfo, base: Path, include_base: bool) -> Path | None:
+    """`base` itself (for an explicit PATH), a usual folder name under it, or one more level.
+
+    The extra level covers toolkits that unpack archives inside a folder of their own
+    (`data/market1501/Market-1501-v15.09.15/`).
+    """
+    if include_base and info.looks_like_root(base):
+        return base
+    for outer in info.folders:
+        candidate = base / outer
+        if info.looks_like_root(candidate):
+            return candidate
+        for inner in info.folders:
+            nested = candidate / inner
+            if info.looks_like_root(nested):
+                return nested
+    return None
+
+
+def resolve_root(spec: DatasetSpec, data_root: str | os.PathLike[str] | None = None) -> Path:
+    """The absolute folder holding the dataset named by `spec`."""
+    info = spec.info
+    if spec.path is not None:
+        if not spec.path.exists():
+            raise DatasetError(
+                f"{info.name}: {spec.path} does not exist. Expected layout:\n{info.layout}"
+            )
+        if spec.path.is_file():
+            # List-file datasets (luperson) are given by their list; the parser handles it.
+            return spec.path.resolve()
+        found = _search(info, spec.path, include_base=True)
+        if found is None:
+            # Let the parser name exactly which part of the layout is missing.
+            return spec.path.resolve()
+        return found.resolve()
+    base = default_data_root(data_root)
+    if not info.folders:
+        raise DatasetError(
+            f"{info.name} has no usual folder name: give its location as {info.name}:PATH"
+        )
+    found = _search(info, base, include_base=False)
+    if found is None:
+        tried = ", ".join(info.folders)
+        raise DatasetError(
+            f"could not find {info.name} under the data root {base.resolve()} (looked for "
+            f"{tried}). Use {info.name}:PATH, --data-root or ${DATA_ROOT_ENV}. "
+            f"Expected layout:\n{info.layout}"
+        )
+    log.debug("%s found at %s", info.name, found)
+    return found.resolve()
