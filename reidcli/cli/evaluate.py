@@ -1,7 +1,92 @@
-"""`reid evaluate` (placeholder module, filled in by the retrieval layer)."""
+"""`reid evaluate`: CMC / mAP / mINP of a feature bank or a distance file."""
 
-from reidcli.cli.common import not_implemented
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+
+import typer
+
+from reidcli.errors import ReidError
+from reidcli.retrieval.distances import resolve_device
+from reidcli.retrieval.evaluate import EvalOptions, evaluate_path
+from reidcli.retrieval.report import camera_table, result_json, result_table, write_json
+from reidcli.retrieval.rerank import RerankParams
+from reidcli.utils.logging import console, stdout_console
 
 
-def evaluate() -> None:
-    not_implemented("evaluate", 3)
+class MetricName(StrEnum):
+    cosine = "cosine"
+    euclidean = "euclidean"
+
+
+def check_device(device: str) -> str:
+    """Validate `--device` early so a typo is a one-line error, not a torch traceback."""
+    try:
+        dev = resolve_device(device)
+    except RuntimeError as err:
+        raise typer.BadParameter(str(err)) from None
+    import torch
+
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ReidError(f"--device {device}: CUDA is not available on this machine")
+    return str(dev)
+
+
+def _check_level(value: float | None) -> float | None:
+    if value is not None and not 0.0 < value < 1.0:
+        raise typer.BadParameter(f"a confidence level is between 0 and 1, got {value}")
+    return value
+
+
+def rerank_params(k1: int, k2: int, lam: float) -> RerankParams:
+    try:
+        return RerankParams(k1, k2, lam)
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from None
+
+
+def evaluate(
+    source: Path = typer.Argument(
+        ..., help="Feature bank (.h5) or distance file written by `reid rerank`."),
+    metric: MetricName = typer.Option(MetricName.cosine, "--metric",
+                               help="cosine: squared euclidean on L2-normalised features; "
+                                    "euclidean: squared euclidean on raw features."),
+    max_rank: int = typer.Option(50, "--max-rank", min=1, help="Length of the CMC curve."),
+    json_out: str | None = typer.Option(None, "--json", metavar="PATH",
+                                        help="Also write the results as JSON ('-' = stdout)."),
+    per_camera: bool = typer.Option(False, "--per-camera", help="Breakdown by query camera."),
+    ci: float | None = typer.Option(None, "--ci", callback=_check_level,
+                                    help="Bootstrap confidence level over queries, e.g. 0.95."),
+    ci_samples: int = typer.Option(1000, "--ci-samples", min=10, help="Bootstrap resamples."),
+    rerank: bool = typer.Option(False, "--rerank", help="Exact k-reciprocal re-ranking first."),
+    k1: int = typer.Option(20, "--k1", help="Re-ranking: k-reciprocal neighbourhood size."),
+    k2: int = typer.Option(6, "--k2", help="Re-ranking: local query expansion size."),
+    lam: float = typer.Option(0.3, "--lambda", help="Re-ranking: weight of the original distance."),
+    qe: int = typer.Option(0, "--qe", min=0, metavar="K", help="Average query expansion, top K."),
+    dba: int = typer.Option(0, "--dba", min=0, metavar="K",
+                            help="Database-side augmentation, top K."),
+    query_split: str = typer.Option("query", "--query-split", help="Bank split of the queries."),
+    gallery_split: str = typer.Option("gallery", "--gallery-split",
+                                      help="Bank split of the gallery."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, ..."),
+    chunk_mb: int = typer.Option(256, "--chunk-mb", min=8,
+                                 help="Memory budget of one block of distances (MiB)."),
+) -> None:
+    """Market-1501 protocol: mAP, mINP and CMC of a bank's query split against its gallery."""
+    params = rerank_params(k1, k2, lam) if rerank else None
+    result = evaluate_path(
+        source, metric=metric.value, rerank=params, qe=qe, dba=dba, query_split=query_split,
+        gallery_split=gallery_split, device=check_device(device),
+        options=EvalOptions(max_rank=max_rank, per_camera=per_camera, ci=ci,
+                            ci_samples=ci_samples, budget=chunk_mb * 2**20),
+    )
+    # With `--json -` stdout carries only the JSON; the tables go to stderr.
+    out = console if json_out == "-" else stdout_console
+    out.print(result_table(result))
+    if per_camera:
+        out.print(camera_table(result))
+    if json_out == "-":
+        stdout_console.print(result_json(result), markup=False, highlight=False, soft_wrap=True)
+    elif json_out:
+        write_json(result, json_out)

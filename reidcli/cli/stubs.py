@@ -15,13 +15,5 @@ def pretrain() -> None:
     not_implemented("pretrain", 5)
 
 
-def finetune() -> None:
-    not_implemented("finetune", 4)
-
-
-def extract() -> None:
-    not_implemented("extract", 4)
-
-
 def demo() -> None:
     not_implemented("demo", 7)

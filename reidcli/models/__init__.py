@@ -1,1 +1,20 @@
-"""models"""
+"""ReID models: timm ViT backbones with TransReID's SIE/JPM/BNNeck, PASS part tokens, loaders."""
+
+from reidcli.models.checkpoint import load_model, read_config, save_model
+from reidcli.models.config import BACKBONES, ModelConfig
+from reidcli.models.pretrained import LoadReport, load_pretrained
+from reidcli.models.reid_model import ReidModel, ReidOutput, build_model, unwrap
+
+__all__ = [
+    "BACKBONES",
+    "LoadReport",
+    "ModelConfig",
+    "ReidModel",
+    "ReidOutput",
+    "build_model",
+    "load_model",
+    "load_pretrained",
+    "read_config",
+    "save_model",
+    "unwrap",
+]

@@ -1,0 +1,204 @@
+"""`reid finetune`: option parsing only; the work is `reidcli.training.finetune`.
+
+Every option defaults to None so that we know which ones the user typed: those override
+the recipe (`--recipe`), which overrides the built-in defaults (TransReID ViT-B).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from reidcli.cli.common import parse_size, state
+
+PANEL_DATA = "Data"
+PANEL_MODEL = "Model"
+PANEL_OPTIM = "Optimisation"
+PANEL_RUN = "Run"
+
+
+def parse_batch(text: str) -> tuple[int, int]:
+    """`PxK` (e.g. `16x4`) -> (identities per batch, images per identity)."""
+    try:
+        p, k = (int(v) for v in text.lower().replace("*", "x").split("x"))
+    except ValueError:
+        raise typer.BadParameter(f"expected PxK such as 16x4, got {text!r}") from None
+    if p <= 0 or k <= 0:
+        raise typer.BadParameter(f"P and K must be positive, got {text!r}")
+    return p, k
+
+
+def _overrides(**options: Any) -> dict[str, Any]:
+    return {k: v for k, v in options.items() if v is not None}
+
+
+def finetune(
+    data: str | None = typer.Option(
+        None, "--data", help="Dataset NAME or NAME:PATH (see `reid datasets`).",
+        rich_help_panel=PANEL_DATA),
+    data_root: Path | None = typer.Option(
+        None, "--data-root", help="Folder holding the datasets (default: $REID_DATA_ROOT).",
+        rich_help_panel=PANEL_DATA),
+    size: str | None = typer.Option(
+        None, "--size", help="Input size HxW [default: 256x128].", rich_help_panel=PANEL_DATA),
+    workers: int | None = typer.Option(
+        None, "--workers", help="DataLoader worker processes [default: 8].",
+        rich_help_panel=PANEL_DATA),
+    backbone: str | None = typer.Option(
+        None, "--backbone", help="vit-b, vit-s, vit-t, deit-s, deit-b, vit-small-demo, "
+        "vit-tiny-test [default: vit-b].", rich_help_panel=PANEL_MODEL),
+    stride: int | None = typer.Option(
+        None, "--stride", help="Patch-embedding stride: 16, 12 or 11 [default: 16].",
+        rich_help_panel=PANEL_MODEL),
+    stem: str | None = typer.Option(
+        None, "--stem", help="patch or ics (TransReID-SSL's conv stem) [default: patch].",
+        rich_help_panel=PANEL_MODEL),
+    sie: bool | None = typer.Option(
+        None, "--sie/--no-sie", help="Side information embedding of the camera.",
+        rich_help_panel=PANEL_MODEL),
+    sie_view: bool | None = typer.Option(
+        None, "--sie-view/--no-sie-view", help="SIE of the viewpoint (vehicles).",
+        rich_help_panel=PANEL_MODEL),
+    sie_coef: float | None = typer.Option(
+        None, "--sie-coef", help="SIE weight lambda [default: 3.0].", rich_help_panel=PANEL_MODEL),
+    jpm: bool | None = typer.Option(
+        None, "--jpm/--no-jpm", help="Jigsaw patch module (local branches).",
+        rich_help_panel=PANEL_MODEL),
+    jpm_shift: int | None = typer.Option(
+        None, "--jpm-shift", help="JPM shift [default: 5; 8 for vehicles].",
+        rich_help_panel=PANEL_MODEL),
+    jpm_shuffle: int | None = typer.Option(
+        None, "--jpm-shuffle", help="JPM shuffle groups [default: 2].",
+        rich_help_panel=PANEL_MODEL),
+    jpm_groups: int | None = typer.Option(
+        None, "--jpm-groups", help="JPM local branches [default: 4].",
+        rich_help_panel=PANEL_MODEL),
+    neck_feat: str | None = typer.Option(
+        None, "--neck-feat", help="Test feature before or after the BNNeck [default: before].",
+        rich_help_panel=PANEL_MODEL),
+    part_tokens: int | None = typer.Option(
+        None, "--part-tokens", help="PASS part tokens (3 for PASS checkpoints) [default: 0].",
+        rich_help_panel=PANEL_MODEL),
+    drop_path: float | None = typer.Option(
+        None, "--drop-path", help="Stochastic depth rate [default: 0.1].",
+        rich_help_panel=PANEL_MODEL),
+    pretrained: str | None = typer.Option(
+        None, "--pretrained", help="Initial weights: a checkpoint file (timm/ImageNet, DINO, "
+        "iBOT, PASS, a reid run) or `timm`.", rich_help_panel=PANEL_MODEL),
+    allow_partial: bool | None = typer.Option(
+        None, "--allow-partial/--no-allow-partial",
+        help="Accept checkpoints whose shapes do not all fit.", rich_help_panel=PANEL_MODEL),
+    epochs: int | None = typer.Option(
+        None, "--epochs", help="Training epochs [default: 120].", rich_help_panel=PANEL_OPTIM),
+    lr: float | None = typer.Option(
+        None, "--lr", help="Base learning rate (biases x2) [default: 0.008].",
+        rich_help_panel=PANEL_OPTIM),
+    batch: str | None = typer.Option(
+        None, "--batch", help="Batch as PxK: P identities x K images [default: 16x4].",
+        rich_help_panel=PANEL_OPTIM),
+    ids_per_batch: int | None = typer.Option(
+        None, "--ids-per-batch", help="P of the PK batch.", rich_help_panel=PANEL_OPTIM),
+    images_per_id: int | None = typer.Option(
+        None, "--images-per-id", help="K of the PK batch.", rich_help_panel=PANEL_OPTIM),
+    optimizer: str | None = typer.Option(
+        None, "--optimizer", help="sgd (momentum 0.9) or adamw [default: sgd].",
+        rich_help_panel=PANEL_OPTIM),
+    wd: float | None = typer.Option(
+        None, "--wd", help="Weight decay [default: 1e-4].", rich_help_panel=PANEL_OPTIM),
+    warmup_epochs: int | None = typer.Option(
+        None, "--warmup-epochs", help="Linear warm-up from 0.01*lr [default: 5].",
+        rich_help_panel=PANEL_OPTIM),
+    label_smoothing: float | None = typer.Option(
+        None, "--label-smoothing", help="ID-loss label smoothing [default: 0 = off].",
+        rich_help_panel=PANEL_OPTIM),
+    margin: float | None = typer.Option(
+        None, "--margin", help="Hinge triplet loss with this margin (e.g. 0.3).",
+        rich_help_panel=PANEL_OPTIM),
+    soft_margin: bool = typer.Option(
+        False, "--soft-margin", help="Soft-margin triplet loss (the default of every "
+        "published recipe); overrides a recipe's margin.", rich_help_panel=PANEL_OPTIM),
+    amp: str | None = typer.Option(
+        None, "--amp", help="Mixed precision: auto, bf16, fp16 or off [default: auto = fp16 "
+        "on CUDA, off on CPU].", rich_help_panel=PANEL_OPTIM),
+    seed: int | None = typer.Option(
+        None, "--seed", help="Random seed [default: 1234].", rich_help_panel=PANEL_OPTIM),
+    recipe: Path | None = typer.Option(
+        None, "--recipe", help="TOML recipe (see recipes/); options given here override it.",
+        rich_help_panel=PANEL_RUN),
+    output: Path | None = typer.Option(
+        None, "-o", "--output", help="Run directory (created).", rich_help_panel=PANEL_RUN),
+    resume: bool = typer.Option(
+        False, "--resume", help="Continue the run in -o from its last finished epoch.",
+        rich_help_panel=PANEL_RUN),
+    eval_every: int | None = typer.Option(
+        None, "--eval-every", help="Evaluate on query/gallery every N epochs [default: 0 = "
+        "after the last epoch only].", rich_help_panel=PANEL_RUN),
+    eval_batch_size: int | None = typer.Option(
+        None, "--eval-batch-size", help="Batch size of evaluation [default: 256].",
+        rich_help_panel=PANEL_RUN),
+    device: str | None = typer.Option(
+        None, "--device", help="auto, cpu, cuda or cuda:N [default: auto].",
+        rich_help_panel=PANEL_RUN),
+) -> None:
+    """Supervised TransReID fine-tuning (ID + triplet loss, SIE, JPM) into a run directory."""
+    from reidcli.training import finetune as run_finetune
+    from reidcli.training.config import resolve_config, resume_config
+
+    if margin is not None and soft_margin:
+        raise typer.BadParameter("give either --margin or --soft-margin", param_hint="--margin")
+    p_k = parse_batch(batch) if batch is not None else (None, None)
+    for given, from_batch, name in ((ids_per_batch, p_k[0], "--ids-per-batch"),
+                                    (images_per_id, p_k[1], "--images-per-id")):
+        if given is not None and from_batch is not None and given != from_batch:
+            raise typer.BadParameter(f"{name} {given} contradicts --batch {batch}")
+    if output is None:
+        raise typer.BadParameter("a run directory is required", param_hint="-o/--output")
+    overrides = _overrides(
+        data=data,
+        data_root=str(data_root) if data_root is not None else None,
+        size=parse_size(size) if size is not None else None,
+        workers=workers,
+        backbone=backbone,
+        stride=stride,
+        stem=stem,
+        sie=sie,
+        sie_view=sie_view,
+        sie_coef=sie_coef,
+        jpm=jpm,
+        jpm_shift=jpm_shift,
+        jpm_shuffle=jpm_shuffle,
+        jpm_groups=jpm_groups,
+        neck_feat=neck_feat,
+        part_tokens=part_tokens,
+        drop_path=drop_path,
+        pretrained=pretrained,
+        allow_partial=allow_partial,
+        epochs=epochs,
+        lr=lr,
+        ids_per_batch=ids_per_batch if ids_per_batch is not None else p_k[0],
+        images_per_id=images_per_id if images_per_id is not None else p_k[1],
+        optimizer=optimizer,
+        wd=wd,
+        warmup_epochs=warmup_epochs,
+        label_smoothing=label_smoothing,
+        margin=margin,
+        soft_margin=True if soft_margin else (False if margin is not None else None),
+        amp=amp,
+        seed=seed,
+        eval_every=eval_every,
+        eval_batch_size=eval_batch_size,
+        device=device,
+    )
+    overrides["progress"] = not state.quiet
+    if resume:
+        if recipe is not None:
+            raise typer.BadParameter(
+                "--resume continues with the run's own config.toml; drop --recipe",
+                param_hint="--recipe",
+            )
+        cfg = resume_config(output, overrides)
+    else:
+        cfg = resolve_config(recipe, {**overrides, "output": str(output)})
+    run_finetune(cfg)

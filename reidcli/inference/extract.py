@@ -1,0 +1,270 @@
+"""`reid extract`: a trained model + images -> an HDF5 feature bank, streamed and resumable.
+
+Rows are written in record order, split by split, through `BankWriter`, which checkpoints
+every `checkpoint_every` batches; an interrupted run restarts from the last checkpoint of
+its partial file (same model, same inputs) instead of from zero. Under `torchrun` every rank
+extracts a contiguous shard of each split into its own partial bank and rank 0 concatenates
+the shards in rank order, so the result is identical to a single-process run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from reidcli.data import load_dataset
+from reidcli.data.records import ImageRecord
+from reidcli.errors import BankError, ReidError
+from reidcli.inference.features import FeatureExtractor, amp_dtype
+from reidcli.retrieval.bank import BankWriter, partial_path, read_bank
+from reidcli.training import distributed as ddp
+from reidcli.utils.progress import stream_progress
+
+log = logging.getLogger(__name__)
+
+UNKNOWN_CAMERA = -1
+"""Camera id stored for images whose camera is not known (see `SideInfoEmbedding`)."""
+
+
+@dataclass
+class ExtractOptions:
+    checkpoint: Path
+    output: Path
+    data: str | None = None
+    data_root: str | None = None
+    splits: Sequence[str] = ("query", "gallery")
+    images: Path | None = None
+    images_split: str = "images"
+    cam_regex: str | None = None
+    batch_size: int = 128
+    workers: int = 4
+    flip: bool = False
+    amp: str = "auto"
+    device: str = "auto"
+    dtype: str = "float32"
+    overwrite: bool = False
+    checkpoint_every: int = 50
+    progress: bool = True
+
+
+@dataclass
+class ExtractResult:
+    path: Path
+    rows: dict[str, int] = field(default_factory=dict)
+    skipped: bool = False
+    seconds: float = 0.0
+
+    @property
+    def images_per_second(self) -> float:
+        return sum(self.rows.values()) / self.seconds if self.seconds > 0 else 0.0
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def image_folder_records(folder: Path, cam_regex: str | None = None) -> list[ImageRecord]:
+    """Every image below `folder` (sorted), unlabelled; cameras from `cam_regex` if given.
+
+    `cam_regex` is searched in the file name and must have a named group `cam` holding a
+    1-based camera number (as in Market-style names, `c3` -> camera id 2). Without it the
+    camera is unknown (-1).
+    """
+    dataset = load_dataset(f"luperson:{folder}")
+    pattern = re.compile(cam_regex) if cam_regex else None
+    if pattern is not None and "cam" not in pattern.groupindex:
+        raise ReidError(f"--cam-regex {cam_regex!r} needs a named group (?P<cam>...)")
+    records = []
+    for r in dataset.train:
+        camid = UNKNOWN_CAMERA
+        if pattern is not None:
+            m = pattern.search(Path(r.path).name)
+            if m is None:
+                raise ReidError(f"--cam-regex {cam_regex!r} does not match {r.path}")
+            camid = int(m.group("cam")) - 1
+        records.append(ImageRecord(r.path, -1, camid, 0))
+    return records
+
+
+def gather_records(opts: ExtractOptions) -> tuple[str, dict[str, list[ImageRecord]]]:
+    """(dataset description for provenance, records per split)."""
+    if (opts.data is None) == (opts.images is None):
+        raise ReidError("give exactly one of --data NAME[:PATH] and --images DIR")
+    if opts.images is not None:
+        return str(opts.images), {opts.images_split: image_folder_records(opts.images,
+                                                                          opts.cam_regex)}
+    dataset = load_dataset(opts.data, opts.data_root)  # type: ignore[arg-type]
+    return opts.data, {s: dataset.split(s) for s in opts.splits}  # type: ignore[return-value]
+
+
+def shard(n: int, rank: int, world: int) -> tuple[int, int]:
+    """Contiguous [lo, hi) share of n items for `rank`; shares differ by at most one."""
+    return rank * n // world, (rank + 1) * n // world
+
+
+def _matches(path: Path, provenance: dict[str, object], rows: dict[str, int]) -> bool:
+    try:
+        with read_bank(path) as bank:
+            same = all(bank.attrs.get(k) == v for k, v in provenance.items())
+            return same and {s: len(bank[s]) for s in bank.splits} == rows
+    except BankError:
+        return False
+
+
+def _discard_stale_partial(tmp: Path, provenance: dict[str, object]) -> None:
+    """A partial bank from another model or other inputs must not be continued."""
+    if not tmp.exists():
+        return
+    try:
+        with h5py.File(tmp, "r") as f:
+            stale = any(f.attrs.get(k) != v for k, v in provenance.items())
+    except OSError:
+        stale = True
+    if stale:
+        log.warning("discarding %s: it was written with another model or other inputs", tmp)
+        tmp.unlink()
+
+
+def _loader(records: Sequence[ImageRecord], cfg, opts: ExtractOptions, pin: bool) -> DataLoader:
+    from reidcli.data.torch_dataset import ReidImageDataset
+    from reidcli.data.transforms import build_test_transform
+
+    transform = build_test_transform(cfg.img_size, cfg.mean, cfg.std)
+    return DataLoader(
+        ReidImageDataset(records, transform),
+        batch_size=opts.batch_size,
+        shuffle=False,
+        num_workers=opts.workers,
+        pin_memory=pin,
+        persistent_workers=False,
+    )
+
+
+def _write_split(
+    writer: BankWriter, name: str, records: Sequence[ImageRecord], extractor: FeatureExtractor,
+    cfg, opts: ExtractOptions, progress,
+) -> int:
+    done = writer.rows_done.get(name, 0)
+    todo = records[done:]
+    if done:
+        log.info("split %s: %d of %d rows already written, continuing", name, done, len(records))
+    if not todo:
+        return done
+    task = progress.add_task(f"extract {name}", total=len(records), completed=done)
+    loader = _loader(todo, cfg, opts, pin=extractor.device.type == "cuda")
+    for step, (imgs, pids, camids, viewids, index) in enumerate(loader, start=1):
+        feats = extractor(imgs, camids, viewids)
+        batch = [todo[i] for i in index.tolist()]
+        writer.append(name, feats.numpy(), pids.numpy(), camids.numpy(),
+                      [r.path for r in batch], viewids.numpy())
+        if step % opts.checkpoint_every == 0:
+            writer.checkpoint()
+        progress.advance(task, len(batch))
+    writer.checkpoint()
+    return len(records)
+
+
+def _merge_shards(shards: Sequence[Path], output: Path, attrs: dict[str, object],
+                  dtype: str, order: Sequence[str]) -> None:
+    """Concatenate finished shard banks (rank order) into `output`, streaming by blocks."""
+    with BankWriter(output, attrs=attrs, dtype=dtype) as writer:
+        for name in order:
+            for path in shards:
+                with read_bank(path) as bank:
+                    if name not in bank:
+                        continue
+                    s = bank[name]
+                    paths = s.read_paths()
+                    for start, block in s.iter_features():
+                        stop = start + len(block)
+                        views = None if s.viewids is None else s.viewids[start:stop]
+                        writer.append(name, block, s.pids[start:stop], s.camids[start:stop],
+                                      paths[start:stop], views)
+    for path in shards:
+        path.unlink()
+
+
+def extract_bank(opts: ExtractOptions) -> ExtractResult:
+    """Run `opts.checkpoint` (a run directory) over the requested images into a bank."""
+    from reidcli.models.checkpoint import load_model
+    from reidcli.models.layouts import WEIGHTS_NAME
+
+    if opts.batch_size < 1 or opts.checkpoint_every < 1:
+        raise ReidError("--batch-size and the checkpoint interval must be positive")
+    output = Path(opts.output)
+    ctx = ddp.init_distributed("cuda" if opts.device.startswith("cuda") or (
+        opts.device == "auto" and torch.cuda.is_available()) else "cpu")
+    try:
+        device = ddp.resolve_device(opts.device, ctx)
+        dataset_desc, splits = gather_records(opts)
+        model, cfg = load_model(opts.checkpoint, num_classes=0, device=device)
+        provenance: dict[str, object] = {
+            "model": cfg.backbone,
+            "checkpoint": str(Path(opts.checkpoint).resolve()),
+            "checkpoint_sha256": file_sha256(Path(opts.checkpoint) / WEIGHTS_NAME),
+            "dataset": dataset_desc,
+            "normalized": False,
+            "flip": bool(opts.flip),
+        }
+        rows = {name: len(recs) for name, recs in splits.items()}
+        if output.exists():
+            if not opts.overwrite and _matches(output, provenance, rows):
+                log.info("%s is complete for this model and these images; nothing to do", output)
+                return ExtractResult(output, rows, skipped=True)
+            if not opts.overwrite:
+                raise ReidError(f"{output} exists and was made from another model or other "
+                                f"images; pass --overwrite to replace it")
+        extractor = FeatureExtractor(model, device, amp_dtype(opts.amp, device), opts.flip)
+        target = output if not ctx.enabled else output.with_name(
+            f"{output.stem}.rank{ctx.rank}{output.suffix}")
+        _discard_stale_partial(partial_path(target), provenance)
+        start = time.perf_counter()
+        progress = stream_progress(enabled=opts.progress and ctx.is_main)
+        with progress, BankWriter(target, attrs=provenance, dtype=opts.dtype, resume=True,
+                                  keep_partial=True) as writer:
+            for name, records in splits.items():
+                lo, hi = shard(len(records), ctx.rank, ctx.world_size)
+                _write_split(writer, name, records[lo:hi], extractor, cfg, opts, progress)
+        seconds = time.perf_counter() - start
+        if ctx.enabled:
+            ddp.barrier(ctx)
+            if ctx.is_main:
+                shards = [output.with_name(f"{output.stem}.rank{r}{output.suffix}")
+                          for r in range(ctx.world_size)]
+                _merge_shards(shards, output, provenance, opts.dtype, list(splits))
+            ddp.barrier(ctx)
+        return ExtractResult(output, rows, seconds=seconds)
+    finally:
+        ddp.shutdown(ctx)
+
+
+def remove_partial(output: os.PathLike[str] | str) -> None:
+    """Forget an interrupted extraction so the next run starts from zero."""
+    with contextlib.suppress(FileNotFoundError):
+        partial_path(output).unlink()
+
+
+def features_of(records: Sequence[ImageRecord], extractor: FeatureExtractor, cfg,
+                batch_size: int = 128, workers: int = 0) -> np.ndarray:
+    """Features of `records` in memory (small sets: tests, the demo, evaluation)."""
+    opts = ExtractOptions(checkpoint=Path("."), output=Path("."), batch_size=batch_size,
+                          workers=workers)
+    out = [extractor(imgs, cams, views).numpy()
+           for imgs, _, cams, views, _ in _loader(records, cfg, opts, pin=False)]
+    return np.concatenate(out) if out else np.empty((0, 0), np.float32)

@@ -1,0 +1,111 @@
+"""DDP under `torchrun`: process-group set-up from the environment and small collectives.
+
+`torchrun --nproc_per_node N` exports RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and
+MASTER_PORT; with WORLD_SIZE > 1 we join the group with NCCL when the ranks use GPUs and
+gloo otherwise. Without those variables everything degrades to a single process.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from reidcli.errors import ReidError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DistContext:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    initialized_here: bool = False
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def env_world() -> tuple[int, int, int]:
+    """(rank, world_size, local_rank) from torchrun's variables; (0, 1, 0) when absent."""
+    try:
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        rank = int(os.environ.get("RANK", "0"))
+        local = int(os.environ.get("LOCAL_RANK", str(rank)))
+    except ValueError as err:
+        raise ReidError(f"malformed torchrun environment: {err}") from None
+    return rank, world, local
+
+
+def resolve_device(requested: str, ctx: DistContext) -> torch.device:
+    """`auto` picks CUDA when present; under DDP each rank takes GPU LOCAL_RANK."""
+    if requested == "auto":
+        requested = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(requested)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ReidError("--device cuda requested but no CUDA device is available")
+        if device.index is None:
+            device = torch.device("cuda", ctx.local_rank if ctx.enabled else 0)
+        torch.cuda.set_device(device)
+    return device
+
+
+def init_distributed(device_type: str) -> DistContext:
+    """Join the process group if launched by torchrun with more than one process."""
+    rank, world, local = env_world()
+    if world <= 1:
+        return DistContext()
+    if dist.is_initialized():
+        return DistContext(dist.get_rank(), dist.get_world_size(), local, initialized_here=False)
+    backend = "nccl" if device_type == "cuda" else "gloo"
+    dist.init_process_group(backend=backend, init_method="env://", rank=rank, world_size=world)
+    log.info("DDP: rank %d of %d (%s)", rank, world, backend)
+    return DistContext(rank, world, local, initialized_here=True)
+
+
+def shutdown(ctx: DistContext) -> None:
+    if ctx.initialized_here and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def barrier(ctx: DistContext) -> None:
+    if ctx.enabled:
+        dist.barrier()
+
+
+def all_reduce_mean(value: torch.Tensor, ctx: DistContext) -> torch.Tensor:
+    """Mean over ranks (a copy; the input is untouched). Identity on one process."""
+    if not ctx.enabled:
+        return value.detach().clone()
+    out = value.detach().clone()
+    dist.all_reduce(out, op=dist.ReduceOp.SUM)
+    return out / ctx.world_size
+
+
+def gather_objects(obj: Any, ctx: DistContext) -> list[Any]:
+    """Every rank's `obj`, in rank order, on every rank."""
+    if not ctx.enabled:
+        return [obj]
+    out: list[Any] = [None] * ctx.world_size
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def broadcast_object(obj: Any, ctx: DistContext) -> Any:
+    """Rank 0's `obj` on every rank."""
+    if not ctx.enabled:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]

@@ -1,0 +1,509 @@
+"""The fine-tuning loop: `finetune(cfg) -> RunResult`.
+
+One epoch, as in TransReID's processor: set the epoch's learning rate (`scheduler.step`),
+draw the epoch's PK batches, and for each batch run the forward pass under autocast, the
+losses in float32, then backward/step through a GradScaler (active for fp16 only). At the
+end of an epoch rank 0 evaluates when due and writes the checkpoint; `trainer.pt` last.
+
+Determinism: the PK plan depends on (seed, epoch); the loader's worker seeds come from a
+generator re-seeded from (seed, epoch, rank); everything else (augmentation in the main
+process, drop_path) draws from the global RNGs whose states are saved with every
+checkpoint. So `--resume` continues bit for bit, and an interrupted epoch is re-run
+exactly.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+
+from reidcli.errors import ReidError, TrainingError
+from reidcli.training import distributed as du
+from reidcli.training.config import (
+    FinetuneConfig,
+    config_differences,
+    config_to_toml,
+    load_run_config,
+    runtime_fields,
+)
+from reidcli.training.evaluation import extract, make_eval_loader, retrieval_metrics
+from reidcli.training.losses import ReidLoss, accuracy
+from reidcli.training.optim import build_optimizer
+from reidcli.training.progress import TrainProgress, print_summary
+from reidcli.training.rng import capture_rng, restore_rng, seed_everything
+from reidcli.training.rundir import RunDir
+from reidcli.training.schedule import build_scheduler
+
+log = logging.getLogger(__name__)
+
+TRAINER_FORMAT = "reidcli-trainer"
+TRAINER_VERSION = 1
+
+
+@dataclass
+class BatchInfo:
+    """Passed to `Hooks.on_batch` after every optimiser step."""
+
+    epoch: int
+    step: int
+    indices: torch.Tensor  # dataset indices this rank trained on
+    loss: float
+    model: nn.Module  # unwrapped (no DDP)
+    rank: int
+
+
+@dataclass
+class EpochInfo:
+    """Passed to `Hooks.on_epoch_end` after the epoch's checkpoint is written."""
+
+    epoch: int
+    record: dict[str, Any]
+    model: nn.Module
+    rank: int
+
+
+@dataclass
+class Hooks:
+    """Optional callbacks for library users (and tests); an exception in one stops training
+    after the last written checkpoint, like any interruption."""
+
+    on_batch: Callable[[BatchInfo], None] | None = None
+    on_epoch_end: Callable[[EpochInfo], None] | None = None
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    epochs: int
+    start_epoch: int
+    best_epoch: int | None = None
+    best_map: float | None = None
+    final: dict[str, float] = field(default_factory=dict)
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+
+
+def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
+    """`auto`: fp16 on CUDA (TransReID's torch.cuda.amp), off elsewhere."""
+    if mode == "auto":
+        mode = "fp16" if device.type == "cuda" else "off"
+    return {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}[mode]
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return model.module if isinstance(model, DistributedDataParallel) else model
+
+
+def _device_type(requested: str) -> str:
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        return torch.device(requested).type
+    except RuntimeError as err:
+        raise ReidError(f"unknown device {requested!r}: {err}") from None
+
+
+class _Trainer:
+    def __init__(self, cfg: FinetuneConfig, ctx: du.DistContext, hooks: Hooks | None) -> None:
+        self.cfg = cfg
+        self.ctx = ctx
+        self.hooks = hooks or Hooks()
+        self.device = du.resolve_device(cfg.device, ctx)
+        self.amp = amp_dtype(cfg.amp, self.device)
+        self.run = RunDir(cfg.output)
+        self.main = ctx.is_main
+
+    # -- set-up ----------------------------------------------------------------------------
+    def _say(self, message: str) -> None:
+        log.info(message)
+        if self.main:
+            self.run.append_log([message])
+
+    def _check_resume_config(self) -> None:
+        saved = load_run_config(self.run.root)
+        # Switching precision (e.g. to get past a non-finite loss) is allowed; the rest of
+        # the training configuration must stay what the saved state was produced with.
+        diffs = config_differences(saved, self.cfg, ignore=runtime_fields() | {"amp"})
+        if saved.amp != self.cfg.amp:
+            log.warning("resuming with --amp %s instead of %s: the continuation is not "
+                        "bit-identical to the original run", self.cfg.amp, saved.amp)
+        if diffs:
+            raise TrainingError(
+                "cannot resume with a different training configuration ("
+                + "; ".join(diffs)
+                + "); only runtime options (workers, device, eval cadence, amp) may change"
+            )
+
+    def _build(self) -> None:
+        from reidcli.data import load_dataset
+        from reidcli.data.sampler import PKSampler
+        from reidcli.data.torch_dataset import ReidImageDataset
+        from reidcli.data.transforms import build_test_transform, build_train_transform
+        from reidcli.models import ModelConfig, build_model
+
+        cfg, ctx = self.cfg, self.ctx
+        seed_everything(cfg.seed + ctx.rank)
+        self.dataset = load_dataset(cfg.data, cfg.data_root)
+        train = self.dataset.train
+        num_classes = self.dataset.num_train_pids
+        if num_classes < cfg.ids_per_batch:
+            raise ReidError(
+                f"{self.dataset.name} has {num_classes} training identities, fewer than "
+                f"--ids-per-batch {cfg.ids_per_batch}"
+            )
+        try:
+            self.model_cfg = ModelConfig(
+                backbone=cfg.backbone,
+                img_size=cfg.size,
+                stride=cfg.stride,
+                stem=cfg.stem,
+                sie_camera=cfg.sie,
+                sie_view=cfg.sie_view,
+                num_cams=max(1, self.dataset.num_cams),
+                num_views=max(1, self.dataset.num_views),
+                sie_coef=cfg.sie_coef,
+                jpm=cfg.jpm,
+                jpm_shift=cfg.jpm_shift,
+                jpm_shuffle=cfg.jpm_shuffle,
+                jpm_groups=cfg.jpm_groups,
+                neck_feat=cfg.neck_feat,
+                part_tokens=cfg.part_tokens,
+                num_classes=num_classes,
+                drop_path=cfg.drop_path,
+                mean=cfg.mean,
+                std=cfg.std,
+            )
+        except ValueError as err:
+            raise ReidError(f"invalid model options: {err}") from None
+        model = build_model(self.model_cfg)
+        if cfg.pretrained and not cfg.resume:
+            self._load_pretrained(model)
+        self.model = model.to(self.device)
+        if ctx.enabled:
+            self.ddp: nn.Module = DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
+        else:
+            self.ddp = self.model
+
+        self.optimizer = build_optimizer(
+            self.model,
+            cfg.optimizer,
+            lr=cfg.lr,
+            weight_decay=cfg.wd,
+            momentum=cfg.momentum,
+            bias_lr_factor=cfg.bias_lr_factor,
+            weight_decay_bias=cfg.wd_bias,
+        )
+        self.scheduler = build_scheduler(
+            self.optimizer, cfg.lr, cfg.epochs, cfg.warmup_epochs,
+            cfg.warmup_factor, cfg.min_lr_factor,
+        )
+        self.scaler = torch.amp.GradScaler(
+            self.device.type, enabled=self.amp == torch.float16
+        )
+        self.criterion = ReidLoss(
+            label_smoothing=cfg.label_smoothing,
+            margin=cfg.triplet_margin,
+            id_weight=cfg.id_loss_weight,
+            triplet_weight=cfg.triplet_loss_weight,
+        )
+
+        mean, std = self.model_cfg.mean, self.model_cfg.std
+        train_tf = build_train_transform(
+            cfg.size, mean, std, flip_p=cfg.flip_prob, padding=cfg.padding,
+            erasing_p=cfg.erase_prob,
+        )
+        try:
+            self.sampler = PKSampler(
+                [r.pid for r in train], p=cfg.ids_per_batch, k=cfg.images_per_id,
+                seed=cfg.seed, rank=ctx.rank, world_size=ctx.world_size,
+            )
+        except ValueError as err:
+            raise ReidError(f"cannot sample P x K batches: {err}") from None
+        pin = self.device.type == "cuda"
+        self.loader_gen = torch.Generator()
+        self.train_loader = DataLoader(
+            ReidImageDataset(train, train_tf),
+            batch_sampler=self.sampler,
+            num_workers=cfg.workers,
+            pin_memory=pin,
+            generator=self.loader_gen,
+        )
+        self.eval_loaders: tuple[DataLoader, DataLoader] | None = None
+        query = self.dataset.splits.get("query") or []
+        gallery = self.dataset.splits.get("gallery") or []
+        if query and gallery:
+            test_tf = build_test_transform(cfg.size, mean, std)
+            self.eval_loaders = (
+                make_eval_loader(query, test_tf, cfg.eval_batch_size, cfg.workers, pin),
+                make_eval_loader(gallery, test_tf, cfg.eval_batch_size, cfg.workers, pin),
+            )
+        else:
+            self._say(f"{self.dataset.name} has no query/gallery split: no evaluation")
+
+    def _load_pretrained(self, model: nn.Module) -> None:
+        from reidcli.models import load_pretrained
+
+        report = load_pretrained(model, self.cfg.pretrained, allow_partial=self.cfg.allow_partial)
+        self._say(f"pretrained weights from {self.cfg.pretrained}: {report}")
+
+    # -- checkpoint state ------------------------------------------------------------------
+    def _trainer_state(self, epoch: int, rng_states: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
+            "format": TRAINER_FORMAT,
+            "version": TRAINER_VERSION,
+            "epoch": epoch,
+            "world_size": self.ctx.world_size,
+            "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "sampler": {"seed": self.sampler.seed, "epoch": epoch},
+            "rng": rng_states,
+            "best": {"epoch": self.best_epoch, "mAP": self.best_map},
+        }
+
+    def _restore(self) -> int:
+        state = self.run.load_trainer()
+        if state.get("format") != TRAINER_FORMAT:
+            raise TrainingError(f"{self.run.trainer_path} is not a reidcli trainer state")
+        try:
+            self.model.load_state_dict(state["model"])
+        except RuntimeError as err:
+            raise TrainingError(f"the saved weights do not fit the model: {err}") from None
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if state["scaler"] and self.scaler.is_enabled():
+            self.scaler.load_state_dict(state["scaler"])
+        best = state.get("best") or {}
+        self.best_epoch, self.best_map = best.get("epoch"), best.get("mAP")
+        rngs = state["rng"]
+        if state["world_size"] == self.ctx.world_size and len(rngs) == self.ctx.world_size:
+            restore_rng(rngs[self.ctx.rank])
+        else:
+            log.warning(
+                "resuming with %d processes instead of %d: random streams are re-seeded, so "
+                "the continuation is not bit-identical", self.ctx.world_size, state["world_size"]
+            )
+            seed_everything(self.cfg.seed + 7919 * int(state["epoch"]) + self.ctx.rank)
+        return int(state["epoch"])
+
+    def _save(self, epoch: int, record: dict[str, Any], is_best: bool) -> None:
+        # Every rank takes part in the gather; only rank 0 writes.
+        rng_states = du.gather_objects(capture_rng(), self.ctx)
+        if self.main:
+            self.run.save_model(self.model, self.model_cfg)
+            if is_best:
+                self.run.save_model(self.model, self.model_cfg, best=True)
+            self.metrics.append(record)
+            self.run.write_metrics(self.metrics)
+            self.run.save_trainer(self._trainer_state(epoch, rng_states))
+        du.barrier(self.ctx)
+
+    # -- loop ------------------------------------------------------------------------------
+    def _train_epoch(self, epoch: int, progress: TrainProgress) -> dict[str, float]:
+        cfg = self.cfg
+        self.scheduler.step(epoch)
+        self.sampler.set_epoch(epoch)
+        self.loader_gen.manual_seed(cfg.seed * 1_000_003 + epoch * 1009 + self.ctx.rank)
+        self.ddp.train()
+        lr = float(self.optimizer.param_groups[0]["lr"])
+        steps = len(self.sampler)
+        progress.start_epoch(epoch, steps)
+        autocast = (
+            torch.autocast(device_type=self.device.type, dtype=self.amp)
+            if self.amp is not None
+            else nullcontext()
+        )
+        sums = {"loss": 0.0, "id_loss": 0.0, "triplet_loss": 0.0, "acc": 0.0}
+        images = 0
+        n = 0
+        start = time.perf_counter()
+        for step, (imgs, pids, camids, viewids, idx) in enumerate(self.train_loader, start=1):
+            imgs = imgs.to(self.device, non_blocking=True)
+            pids = pids.to(self.device, non_blocking=True)
+            camids = camids.to(self.device, non_blocking=True)
+            viewids = viewids.to(self.device, non_blocking=True)
+            with autocast:
+                out = self.ddp(imgs, camids, viewids)
+            parts = self.criterion(out.logits, out.feats, pids)
+            acc = accuracy(out.logits[0].detach(), pids) if out.logits else torch.zeros(())
+            stats = torch.stack(
+                [parts.total.detach(), parts.id, parts.triplet, acc.to(parts.id.device)]
+            ).float()
+            stats = du.all_reduce_mean(stats, self.ctx)
+            loss_v, id_v, tri_v, acc_v = (float(v) for v in stats.cpu())
+            if not math.isfinite(loss_v):
+                self._fail_non_finite(epoch, step, loss_v, id_v, tri_v)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(parts.total).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+
+            n += 1
+            images += imgs.shape[0] * self.ctx.world_size
+            for key, value in zip(sums, (loss_v, id_v, tri_v, acc_v), strict=True):
+                sums[key] += value
+            elapsed = max(time.perf_counter() - start, 1e-9)
+            progress.update_step(sums["loss"] / n, sums["acc"] / n, lr, images / elapsed)
+            if self.main and cfg.log_every and step % cfg.log_every == 0:
+                self.run.append_log([
+                    f"epoch {epoch} iter {step}/{steps} loss {sums['loss'] / n:.4f} "
+                    f"acc {sums['acc'] / n:.3f} lr {lr:.3e}"
+                ])
+            if self.hooks.on_batch is not None:
+                self.hooks.on_batch(
+                    BatchInfo(epoch, step, idx.clone(), loss_v, self.model, self.ctx.rank)
+                )
+        if n == 0:
+            raise TrainingError(
+                f"epoch {epoch} had no batch: the training split cannot fill one "
+                f"{cfg.ids_per_batch} x {cfg.images_per_id} batch"
+            )
+        elapsed = time.perf_counter() - start
+        return {
+            "loss": sums["loss"] / n,
+            "id_loss": sums["id_loss"] / n,
+            "triplet_loss": sums["triplet_loss"] / n,
+            "acc": sums["acc"] / n,
+            "lr": lr,
+            "steps": n,
+            "images_per_s": images / max(elapsed, 1e-9),
+            "epoch_time_s": elapsed,
+        }
+
+    def _fail_non_finite(self, epoch: int, step: int, loss: float, id_v: float, tri: float) -> None:
+        kept = (
+            f"the checkpoint of epoch {epoch - 1} in {self.run.root} is intact (--resume "
+            "continues from it)"
+            if epoch > 1
+            else "no epoch had finished, so nothing was saved"
+        )
+        raise TrainingError(
+            f"non-finite loss ({loss}; id {id_v}, triplet {tri}) at epoch {epoch}, step {step}; "
+            f"{kept}. Try a lower --lr, --amp bf16 or --amp off, or check the input images."
+        )
+
+    def _evaluate(self, epoch: int) -> dict[str, float]:
+        if self.eval_loaders is None:
+            return {}
+        metrics: dict[str, float] = {}
+        if self.main:
+            start = time.perf_counter()
+            query = extract(self.model, self.eval_loaders[0], self.device, self.amp)
+            gallery = extract(self.model, self.eval_loaders[1], self.device, self.amp)
+            metrics = retrieval_metrics(query, gallery, self.device)
+            metrics["eval_time_s"] = time.perf_counter() - start
+        metrics = du.broadcast_object(metrics, self.ctx)
+        return metrics
+
+    def _due(self, epoch: int) -> bool:
+        every = self.cfg.eval_every
+        return epoch == self.cfg.epochs or (every > 0 and epoch % every == 0)
+
+    def run_training(self) -> RunResult:
+        cfg = self.cfg
+        if cfg.resume:
+            self._check_resume_config()
+        elif self.main:
+            self.run.prepare_new()
+        du.barrier(self.ctx)
+        self._build()
+        self.best_epoch: int | None = None
+        self.best_map: float | None = None
+        self.start_epoch = 1
+        if cfg.resume:
+            done = self._restore()
+            self.start_epoch = done + 1
+            self.metrics = self.run.keep_metrics_until(done) if self.main else []
+            self._say(f"resumed {self.run.root} after epoch {done}")
+        else:
+            self.metrics = []
+            if self.main:
+                header = "reid finetune: resolved configuration (usable as --recipe)"
+                self.run.write_config(config_to_toml(cfg, header=header))
+        self._say(
+            f"fine-tuning {cfg.backbone} on {self.dataset.name}: {len(self.dataset.train)} "
+            f"images, {self.model_cfg.num_classes} ids, {cfg.ids_per_batch}x{cfg.images_per_id} "
+            f"batches, epochs {self.start_epoch}..{cfg.epochs}, device {self.device}, "
+            f"amp {self.amp or 'off'}, {self.ctx.world_size} process(es)"
+        )
+        started = time.perf_counter()
+        last: dict[str, Any] = self.metrics[-1] if self.metrics else {}
+        with TrainProgress(cfg.epochs, self.start_epoch, cfg.progress and self.main) as progress:
+            for epoch in range(self.start_epoch, cfg.epochs + 1):
+                record: dict[str, Any] = {"epoch": epoch, **self._train_epoch(epoch, progress)}
+                is_best = False
+                if self._due(epoch):
+                    scores = self._evaluate(epoch)
+                    record.update(scores)
+                    if "mAP" in scores and (self.best_map is None or scores["mAP"] > self.best_map):
+                        self.best_epoch, self.best_map, is_best = epoch, scores["mAP"], True
+                self._save(epoch, record, is_best)
+                line = (
+                    f"epoch {epoch}/{cfg.epochs} loss {record['loss']:.4f} acc {record['acc']:.3f} "
+                    f"lr {record['lr']:.3e} {record['images_per_s']:.1f} img/s"
+                )
+                if "mAP" in record:
+                    line += f" | mAP {record['mAP']:.2%} R1 {record['R1']:.2%}"
+                self._say(line)
+                progress.end_epoch(line.split(" ", 2)[2])
+                last = record
+                if self.hooks.on_epoch_end is not None:
+                    self.hooks.on_epoch_end(EpochInfo(epoch, record, self.model, self.ctx.rank))
+        result = RunResult(
+            run_dir=self.run.root,
+            epochs=cfg.epochs,
+            start_epoch=self.start_epoch,
+            best_epoch=self.best_epoch,
+            best_map=self.best_map,
+            final={k: v for k, v in last.items() if k in ("mAP", "R1", "R5", "R10", "mINP")},
+            metrics=list(self.metrics),
+        )
+        if self.main:
+            self._summarise(result, time.perf_counter() - started, last)
+        return result
+
+    def _summarise(self, result: RunResult, seconds: float, last: dict[str, Any]) -> None:
+        summary: dict[str, Any] = {
+            "run directory": str(result.run_dir),
+            "epochs": f"{result.start_epoch}..{result.epochs}",
+            "time": f"{seconds:.1f} s",
+        }
+        if last:
+            summary["final loss"] = last["loss"]
+            summary["final accuracy"] = f"{last['acc']:.1%}"
+            summary["images/s"] = f"{last['images_per_s']:.1f}"
+        for key in ("mAP", "R1", "R5", "R10", "mINP"):
+            if key in result.final:
+                summary[key] = result.final[key]
+        if result.best_epoch is not None:
+            summary["best"] = f"epoch {result.best_epoch}, mAP {result.best_map:.2%}"
+        self.run.append_log([f"finished: {summary}"])
+        if self.cfg.progress:
+            print_summary(summary)
+
+
+def finetune(cfg: FinetuneConfig, hooks: Hooks | None = None) -> RunResult:
+    """Train (or, with `cfg.resume`, continue) a ReID model as `cfg` says.
+
+    Under torchrun with several processes this joins the process group, trains with DDP
+    and leaves the group when done; only rank 0 writes to the run directory.
+    """
+    cfg.validate()
+    ctx = du.init_distributed(_device_type(cfg.device))
+    try:
+        return _Trainer(cfg, ctx, hooks).run_training()
+    finally:
+        du.shutdown(ctx)

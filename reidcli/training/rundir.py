@@ -1,0 +1,126 @@
+"""The run directory of `reid finetune` and the atomic writes into it.
+
+    RUN_DIR/
+      config.toml        resolved configuration (a valid recipe; `--resume` reads it)
+      model.safetensors  last weights  } written by reidcli.models.save_model: enough to
+      model.json         model config  } rebuild the network for `reid extract`
+      best/              the same two files for the epoch with the best mAP
+      trainer.pt         everything `--resume` needs (weights, optimiser, scheduler, scaler,
+                         sampler epoch, RNG states of every rank, best so far)
+      metrics.jsonl      one JSON object per finished epoch
+      train.log          human-readable log
+
+Every file is replaced atomically (written beside it, then renamed), so an interruption
+leaves either the old or the new version. `trainer.pt` is written last at the end of an
+epoch: it is the commit point that `--resume` continues from.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from reidcli.errors import TrainingError
+from reidcli.utils.io import atomic_path, atomic_write_text
+
+CONFIG = "config.toml"
+TRAINER = "trainer.pt"
+METRICS = "metrics.jsonl"
+LOG = "train.log"
+BEST = "best"
+
+
+class RunDir:
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / CONFIG
+
+    @property
+    def trainer_path(self) -> Path:
+        return self.root / TRAINER
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.root / METRICS
+
+    @property
+    def log_path(self) -> Path:
+        return self.root / LOG
+
+    @property
+    def best_dir(self) -> Path:
+        return self.root / BEST
+
+    def has_checkpoint(self) -> bool:
+        return self.trainer_path.is_file()
+
+    def prepare_new(self) -> None:
+        """Create the folder for a fresh run; refuse to overwrite a run that can be resumed."""
+        if self.has_checkpoint():
+            raise TrainingError(
+                f"{self.root} already holds a training run ({TRAINER}); continue it with "
+                "--resume or choose another -o/--output"
+            )
+        self.root.mkdir(parents=True, exist_ok=True)
+        for stale in (self.metrics_path, self.log_path):
+            stale.unlink(missing_ok=True)
+
+    def write_config(self, text: str) -> None:
+        atomic_write_text(self.config_path, text)
+
+    # -- weights ---------------------------------------------------------------------------
+    def save_model(self, model: nn.Module, model_cfg: Any, best: bool = False) -> Path:
+        from reidcli.models import save_model
+
+        target = self.best_dir if best else self.root
+        target.mkdir(parents=True, exist_ok=True)
+        save_model(target, model, model_cfg)
+        return target
+
+    # -- resume state ----------------------------------------------------------------------
+    def save_trainer(self, state: dict[str, Any]) -> None:
+        with atomic_path(self.trainer_path) as tmp:
+            torch.save(state, tmp)
+
+    def load_trainer(self) -> dict[str, Any]:
+        if not self.has_checkpoint():
+            raise TrainingError(
+                f"cannot resume: {self.trainer_path} does not exist (no epoch of this run "
+                "finished yet, or this is not a run directory)"
+            )
+        try:
+            return torch.load(self.trainer_path, map_location="cpu", weights_only=True)
+        except Exception as err:  # a truncated or foreign file: say which and why
+            raise TrainingError(f"cannot read {self.trainer_path}: {err}") from err
+
+    # -- metrics and log -------------------------------------------------------------------
+    def read_metrics(self) -> list[dict[str, Any]]:
+        if not self.metrics_path.is_file():
+            return []
+        lines = self.metrics_path.read_text(encoding="utf-8").splitlines()
+        return [json.loads(line) for line in lines if line.strip()]
+
+    def write_metrics(self, records: list[dict[str, Any]]) -> None:
+        text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in records)
+        atomic_write_text(self.metrics_path, text)
+
+    def keep_metrics_until(self, epoch: int) -> list[dict[str, Any]]:
+        """Drop records of epochs after `epoch` (an interrupted epoch is run again)."""
+        kept = [r for r in self.read_metrics() if int(r.get("epoch", 0)) <= epoch]
+        self.write_metrics(kept)
+        return kept
+
+    def append_log(self, lines: list[str]) -> None:
+        """Append timestamped lines to train.log (rewritten atomically: it stays small)."""
+        old = self.log_path.read_text(encoding="utf-8") if self.log_path.is_file() else ""
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        new = "".join(f"{stamp} {line}\n" for line in lines)
+        atomic_write_text(self.log_path, old + new)

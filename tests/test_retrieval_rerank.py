@@ -1,0 +1,84 @@
+"""Sparse exact re-ranking against the classic dense algorithm."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from test_retrieval_reference import ref_evaluate, ref_rerank, reid_labels
+
+from reidcli.retrieval.distances import prepare_features
+from reidcli.retrieval.evaluate import EvalOptions, evaluate_features
+from reidcli.retrieval.rerank import RerankParams, rerank, rerank_blocks
+
+
+def _ours(qf, gf, params: RerankParams, metric: str = "euclidean", budget: int = 4096):
+    return rerank(prepare_features(qf, metric), prepare_features(gf, metric), params,
+                  budget).numpy()
+
+
+@pytest.mark.parametrize(("k1", "k2", "lam"), [(20, 6, 0.3), (5, 1, 0.2), (7, 3, 0.0),
+                                               (4, 4, 1.0), (3, 10, 0.5)])
+def test_matches_classic_with_many_ties(k1: int, k2: int, lam: float) -> None:
+    # Small integer features: exact float32 distances with plenty of ties and duplicates.
+    rng = np.random.default_rng(k1 * 10 + k2)
+    qf = rng.integers(-3, 4, (20, 6)).astype(np.float32)
+    gf = rng.integers(-3, 4, (100, 6)).astype(np.float32)
+    gf[10:15] = gf[3]  # exact duplicates
+    qf[0] = gf[3]
+    ref = ref_rerank(qf, gf, k1, k2, lam)
+    assert np.abs(_ours(qf, gf, RerankParams(k1, k2, lam)) - ref).max() < 1e-5
+
+
+@pytest.mark.parametrize(("k1", "k2"), [(20, 6), (6, 1), (9, 2)])
+def test_matches_classic_cosine(k1: int, k2: int) -> None:
+    rng = np.random.default_rng(k1)
+    qf = rng.standard_normal((25, 16)).astype(np.float32)
+    gf = rng.standard_normal((140, 16)).astype(np.float32)
+    ref = ref_rerank(qf, gf, k1, k2, 0.3, metric="cosine")
+    assert np.abs(_ours(qf, gf, RerankParams(k1, k2, 0.3), "cosine") - ref).max() < 1e-5
+
+
+def test_fewer_items_than_k1() -> None:
+    rng = np.random.default_rng(1)
+    qf, gf = rng.standard_normal((1, 4)), rng.standard_normal((1, 4))
+    assert np.abs(_ours(qf, gf, RerankParams()) - ref_rerank(qf, gf, 20, 6, 0.3)).max() < 1e-5
+    qf, gf = rng.standard_normal((3, 4)), rng.standard_normal((9, 4))
+    assert np.abs(_ours(qf, gf, RerankParams()) - ref_rerank(qf, gf, 20, 6, 0.3)).max() < 1e-5
+
+
+def test_identical_features_do_not_produce_nan() -> None:
+    out = _ours(np.ones((2, 3)), np.ones((4, 3)), RerankParams(3, 2, 0.3))
+    assert np.isfinite(out).all()
+
+
+def test_block_size_does_not_change_results() -> None:
+    rng = np.random.default_rng(7)
+    q = prepare_features(rng.standard_normal((30, 8)), "cosine")
+    g = prepare_features(rng.standard_normal((90, 8)), "cosine")
+    small = torch.cat([b for _, b in rerank_blocks(q, g, RerankParams(), budget=3000)])
+    large = rerank(q, g, RerankParams(), budget=1 << 24)
+    # Same algorithm; only the matmul blocking differs, which moves the last float bits.
+    assert torch.allclose(small, large, atol=1e-6)
+
+
+def test_rerank_then_evaluate_matches_reference_pipeline() -> None:
+    # Junk (-1) gallery items take part in re-ranking but not in the metrics.
+    rng = np.random.default_rng(11)
+    qp, qc, gp, gc = reid_labels(rng, 30, 200, ids=12, cams=3)
+    centres = rng.standard_normal((13, 16))
+    qf = centres[qp] + 0.8 * rng.standard_normal((30, 16))
+    gf = centres[np.maximum(gp, 0)] + 0.8 * rng.standard_normal((200, 16))
+    ref = ref_evaluate(ref_rerank(qf, gf, 20, 6, 0.3, "cosine"), qp, qc, gp, gc)
+    got = evaluate_features(qf, gf, qp, qc, gp, gc, rerank=RerankParams(),
+                            options=EvalOptions(budget=8192))
+    assert got.mAP == pytest.approx(ref["mAP"], abs=1e-9)
+    assert got.rank1 == pytest.approx(ref["cmc"][0])
+    assert got.rerank == {"k1": 20, "k2": 6, "lambda": 0.3}
+
+
+def test_invalid_parameters() -> None:
+    with pytest.raises(ValueError):
+        RerankParams(k1=0)
+    with pytest.raises(ValueError):
+        RerankParams(lambda_value=1.5)
