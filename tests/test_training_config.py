@@ -147,6 +147,14 @@ def test_cli_soft_margin_beats_recipe_margin(cli, tmp_path: Path) -> None:
     assert cfg.soft_margin is True
 
 
+def test_cli_jpm_exact_shift_reaches_the_model(cli, tmp_path: Path) -> None:
+    result, cfg = cli("--data", "m", "-o", "r", "--jpm", "--jpm-exact-shift")
+    assert result.exit_code == 0, result.output
+    assert cfg.jpm_exact_shift is True
+    result, cfg = cli("--data", "m", "-o", "r", "--jpm")
+    assert cfg.jpm_exact_shift is False
+
+
 def test_cli_rejects_contradictions(cli) -> None:
     result, _ = cli("--data", "m", "-o", "r", "--margin", "0.3", "--soft-margin")
     assert result.exit_code == 2

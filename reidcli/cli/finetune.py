@@ -75,6 +75,10 @@ def finetune(
     jpm_groups: int | None = typer.Option(
         None, "--jpm-groups", help="JPM local branches [default: 4].",
         rich_help_panel=PANEL_MODEL),
+    jpm_exact_shift: bool | None = typer.Option(
+        None, "--jpm-exact-shift/--jpm-reference-shift",
+        help="Rotate by exactly --jpm-shift tokens (the paper) instead of shift-1 (the "
+        "reference code) [default: reference].", rich_help_panel=PANEL_MODEL),
     neck_feat: str | None = typer.Option(
         None, "--neck-feat", help="Test feature before or after the BNNeck [default: before].",
         rich_help_panel=PANEL_MODEL),
@@ -170,6 +174,7 @@ def finetune(
         jpm_shift=jpm_shift,
         jpm_shuffle=jpm_shuffle,
         jpm_groups=jpm_groups,
+        jpm_exact_shift=jpm_exact_shift,
         neck_feat=neck_feat,
         part_tokens=part_tokens,
         drop_path=drop_path,

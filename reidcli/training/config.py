@@ -64,6 +64,7 @@ class FinetuneConfig:
     jpm_shift: int = _f(5, "model")
     jpm_shuffle: int = _f(2, "model")
     jpm_groups: int = _f(4, "model")
+    jpm_exact_shift: bool = _f(False, "model")
     neck_feat: str = _f("before", "model")
     part_tokens: int = _f(0, "model")
     """PASS part tokens (3 for PASS checkpoints): feature = concat(CLS, mean of PARTs)."""

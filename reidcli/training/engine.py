@@ -29,6 +29,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from reidcli.errors import ReidError, TrainingError
+from reidcli.inference.features import amp_dtype
 from reidcli.training import distributed as du
 from reidcli.training.config import (
     FinetuneConfig,
@@ -91,13 +92,6 @@ class RunResult:
     best_map: float | None = None
     final: dict[str, float] = field(default_factory=dict)
     metrics: list[dict[str, Any]] = field(default_factory=list)
-
-
-def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
-    """`auto`: fp16 on CUDA (TransReID's torch.cuda.amp), off elsewhere."""
-    if mode == "auto":
-        mode = "fp16" if device.type == "cuda" else "off"
-    return {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}[mode]
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -176,6 +170,7 @@ class _Trainer:
                 jpm_shift=cfg.jpm_shift,
                 jpm_shuffle=cfg.jpm_shuffle,
                 jpm_groups=cfg.jpm_groups,
+                jpm_exact_shift=cfg.jpm_exact_shift,
                 neck_feat=cfg.neck_feat,
                 part_tokens=cfg.part_tokens,
                 num_classes=num_classes,

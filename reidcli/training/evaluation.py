@@ -8,7 +8,6 @@ FEAT_NORM 'yes'), under the Market-1501 protocol.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,27 +42,18 @@ def make_eval_loader(
     )
 
 
-@torch.no_grad()
 def extract(
     model: nn.Module, loader: DataLoader, device: torch.device, amp_dtype: torch.dtype | None
 ) -> SplitFeatures:
+    """Test features of every batch of `loader`; the model's train/eval mode is restored."""
+    from reidcli.inference.features import FeatureExtractor
+
     was_training = model.training
-    model.eval()
     feats, pids, camids = [], [], []
-    autocast = (
-        torch.autocast(device_type=device.type, dtype=amp_dtype)
-        if amp_dtype is not None
-        else nullcontext()
-    )
     try:
+        extractor = FeatureExtractor(model, device, amp_dtype)
         for imgs, pid, camid, viewid, _ in loader:
-            with autocast:
-                out = model(
-                    imgs.to(device, non_blocking=True),
-                    camid.to(device, non_blocking=True),
-                    viewid.to(device, non_blocking=True),
-                )
-            feats.append(out.float().cpu())
+            feats.append(extractor(imgs, camid, viewid))
             pids.append(pid.numpy())
             camids.append(camid.numpy())
     finally:
