@@ -41,12 +41,13 @@ def _root(
 
 def _register() -> None:
     # Imported here so `reid --help` stays one place that lists every stage in pipeline order.
-    from reidcli.cli import datasets, evaluate, extract, finetune, rerank, synth
+    from reidcli.cli import datasets, evaluate, extract, finetune, pretrain, rerank, synth
 
     app.command("cfs-filter", help="Select source images close to the target (CFS).",
                 context_settings=stubs.PASSTHROUGH)(stubs.cfs_filter)
-    app.command("pretrain", help="Self-supervised ViT pre-training (DINO, DINO+MIM, PASS).",
-                context_settings=stubs.PASSTHROUGH)(stubs.pretrain)
+    app.command("pretrain", help="Self-supervised ViT pre-training (DINO, DINO+MIM, PASS).")(
+        pretrain.pretrain
+    )
     app.command("finetune", help="Supervised TransReID fine-tuning.")(finetune.finetune)
     app.command("extract")(extract.extract)
     app.command("evaluate", help="CMC / mAP / mINP of a feature bank or distance file.")(

@@ -11,9 +11,5 @@ def cfs_filter() -> None:
     not_implemented("cfs-filter", 6)
 
 
-def pretrain() -> None:
-    not_implemented("pretrain", 5)
-
-
 def demo() -> None:
     not_implemented("demo", 7)

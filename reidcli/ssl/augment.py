@@ -1,0 +1,142 @@
+"""Multi-crop augmentation (DINO recipe on person images) and PASS region crops.
+
+Everything is composed from `torchvision.transforms.v2`. Crops stay PIL images until the
+final conversion: Pillow's resize and colour operations are several times faster than the
+tensor versions on CPU workers.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from PIL import Image
+from torchvision.transforms import v2
+
+Size = tuple[int, int]
+
+DEFAULT_ASPECT = (3 / 4, 4 / 3)
+"""torchvision's (and the reference DINO's) crop aspect range, as w/h."""
+PERSON_ASPECT = (0.4, 0.6)
+"""Person-shaped crops (w/h), as in SOLIDER: a 256x128 crop keeps the body's proportions."""
+
+MAX_BLUR_SIGMA = 2.0
+
+
+@dataclass(frozen=True)
+class CropSpec:
+    """Multi-crop settings; sizes are (height, width)."""
+
+    global_size: Size = (256, 128)
+    local_size: Size = (128, 64)
+    local_crops: int = 8
+    global_scale: tuple[float, float] = (0.4, 1.0)
+    local_scale: tuple[float, float] = (0.05, 0.4)
+    aspect: tuple[float, float] = DEFAULT_ASPECT
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+
+def _blur(p: float, size: Size) -> v2.Transform:
+    # 6 sigma + 1 covers the largest radius; capped so reflect padding fits tiny crops.
+    kernel = 2 * math.ceil(3 * MAX_BLUR_SIGMA) + 1
+    kernel = min(kernel, 2 * ((min(size) - 1) // 2) + 1)
+    return v2.RandomApply([v2.GaussianBlur(kernel, sigma=(0.1, MAX_BLUR_SIGMA))], p=p)
+
+
+def _crop(size: Size, scale: tuple[float, float], aspect: tuple[float, float]) -> v2.Transform:
+    return v2.RandomResizedCrop(
+        size, scale=scale, ratio=aspect, interpolation=v2.InterpolationMode.BICUBIC,
+        antialias=True,
+    )
+
+
+def _flip_colour() -> list[v2.Transform]:
+    return [
+        v2.RandomHorizontalFlip(p=0.5),
+        v2.RandomApply([v2.ColorJitter(0.4, 0.4, 0.2, 0.1)], p=0.8),
+        v2.RandomGrayscale(p=0.2),
+    ]
+
+
+def _normalise(spec: CropSpec) -> list[v2.Transform]:
+    return [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(spec.mean, spec.std)]
+
+
+class MultiCrop:
+    """Image -> [global_1, global_2, local_1, ..., local_n] (DINO's three pipelines).
+
+    Global 1: always blurred. Global 2: blurred with p 0.1 and solarised with p 0.2.
+    Locals: blurred with p 0.5. All share flip, colour jitter (p 0.8) and grayscale (p 0.2).
+    """
+
+    def __init__(self, spec: CropSpec) -> None:
+        self.spec = spec
+        g, loc = spec.global_size, spec.local_size
+        self.global1 = v2.Compose(
+            [_crop(g, spec.global_scale, spec.aspect), *_flip_colour(), _blur(1.0, g),
+             *_normalise(spec)]
+        )
+        self.global2 = v2.Compose(
+            [_crop(g, spec.global_scale, spec.aspect), *_flip_colour(), _blur(0.1, g),
+             v2.RandomSolarize(threshold=128, p=0.2), *_normalise(spec)]
+        )
+        self.local = v2.Compose(
+            [_crop(loc, spec.local_scale, spec.aspect), *_flip_colour(), _blur(0.5, loc),
+             *_normalise(spec)]
+        )
+
+    @property
+    def num_crops(self) -> int:
+        return 2 + self.spec.local_crops
+
+    def globals_(self, img: Image.Image) -> list[torch.Tensor]:
+        return [self.global1(img), self.global2(img)]
+
+    def __call__(self, img: Image.Image) -> list[torch.Tensor]:
+        return self.globals_(img) + [self.local(img) for _ in range(self.spec.local_crops)]
+
+
+def part_regions(height: int, parts: int, fraction: float = 0.5) -> list[tuple[int, int]]:
+    """(top, height) of `parts` horizontal strips of `fraction` of the image height,
+    evenly spaced from the top to the bottom: 3 halves start at 0, H/4 and H/2."""
+    if parts < 1:
+        raise ValueError("need at least one part region")
+    strip = max(1, round(height * fraction))
+    span = height - strip
+    if parts == 1:
+        return [(0, strip)]
+    return [(round(k * span / (parts - 1)), strip) for k in range(parts)]
+
+
+class PartCrop(MultiCrop):
+    """PASS views: the two DINO globals, then `crops_per_part` locals from each region.
+
+    Output order: [global_1, global_2, region_0 x J, region_1 x J, ...]; the local crops of
+    region k are `spec.local_crops` = J consecutive entries, so view 2 + k*J + j came from
+    region k.
+    """
+
+    def __init__(self, spec: CropSpec, parts: int, region_fraction: float = 0.5) -> None:
+        super().__init__(spec)
+        self.parts = parts
+        self.region_fraction = region_fraction
+
+    @property
+    def num_crops(self) -> int:
+        return 2 + self.parts * self.spec.local_crops
+
+    def __call__(self, img: Image.Image) -> list[torch.Tensor]:
+        crops = self.globals_(img)
+        width, height = img.size
+        for top, strip in part_regions(height, self.parts, self.region_fraction):
+            region = v2.functional.crop(img, top, 0, strip, width)
+            crops += [self.local(region) for _ in range(self.spec.local_crops)]
+        return crops
+
+
+def region_of_view(view: int, crops_per_part: int) -> int | None:
+    """The region a PartCrop view was taken from; None for the two global views."""
+    return None if view < 2 else (view - 2) // crops_per_part
+

@@ -1,0 +1,418 @@
+"""The teacher-student loop shared by dino, dino-mim and pass: `pretrain(cfg)`.
+
+Per iteration, as in DINO's train_one_epoch: set lr / wd from the precomputed schedules;
+teacher (no grad) on the global views, student on all views, one backbone pass per crop
+size; loss in float32; abort on a non-finite loss; backward through a GradScaler (active
+for fp16 only); per-parameter gradient clipping; the heads' last layers get no update
+during the first `freeze_last_layer` epochs; optimiser step; EMA of the student into the
+teacher with the scheduled momentum.
+
+Determinism: sample i of epoch e is augmented (and masked) from a generator seeded by
+(seed, e, i); the shuffled order depends on (seed, e); the training process's own random
+stream (drop_path) is re-seeded from (seed, iteration, rank) at every step. Hence
+trainer.pt needs only the weights, optimiser, scaler, centres and the iteration number, and
+`--resume` continues bit for bit, even from the middle of an epoch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import resource
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+
+from reidcli.data import load_dataset
+from reidcli.errors import ReidError, TrainingError
+from reidcli.inference.features import amp_dtype
+from reidcli.models import build_model, load_pretrained
+from reidcli.ssl.augment import CropSpec, MultiCrop, PartCrop
+from reidcli.ssl.checkpoint import (
+    TrainingState,
+    export_teacher,
+    load_trainer,
+    model_config,
+    save_trainer,
+)
+from reidcli.ssl.config import (
+    PretrainConfig,
+    config_differences,
+    config_to_toml,
+    load_recipe,
+)
+from reidcli.ssl.data import (
+    EpochBatchSampler,
+    PathTable,
+    PretrainDataset,
+    collate_views,
+    sample_seed,
+)
+from reidcli.ssl.ema import ema_update
+from reidcli.ssl.masking import MaskSpec
+from reidcli.ssl.monitor import CollapseMonitor, PretrainProgress
+from reidcli.ssl.network import SSLNetwork, token_grid
+from reidcli.ssl.objective import Objective
+from reidcli.ssl.schedules import Schedules, build_schedules
+from reidcli.training import distributed as du
+from reidcli.training.rundir import RunDir
+
+log = logging.getLogger(__name__)
+
+_STEP_STREAM = 0x5EED
+"""Distinguishes the per-step seeds from the per-sample ones."""
+
+
+@dataclass
+class PretrainResult:
+    run_dir: Path
+    iterations: int
+    start_iteration: int
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+
+
+def load_paths(cfg: PretrainConfig) -> PathTable:
+    options: dict[str, Any] = {}
+    if cfg.subset is not None:
+        options["subset"] = cfg.subset
+    if cfg.keep is not None:
+        options["keep"] = cfg.keep
+    dataset = load_dataset(cfg.data, cfg.data_root, **options)
+    split = "train" if "train" in dataset.splits else next(iter(dataset.splits))
+    return PathTable([r.path for r in dataset.split(split)])
+
+
+def build_transform(cfg: PretrainConfig) -> MultiCrop:
+    assert cfg.local_scale is not None
+    spec = CropSpec(
+        global_size=tuple(cfg.global_size),
+        local_size=tuple(cfg.local_size),
+        local_crops=cfg.part_crops if cfg.method == "pass" else cfg.local_crops,
+        global_scale=tuple(cfg.global_scale),
+        local_scale=tuple(cfg.local_scale),
+        aspect=tuple(cfg.crop_aspect),
+        mean=tuple(cfg.mean),
+        std=tuple(cfg.std),
+    )
+    if cfg.method == "pass":
+        return PartCrop(spec, cfg.parts, cfg.region_fraction)
+    return MultiCrop(spec)
+
+
+def build_networks(cfg: PretrainConfig) -> tuple[SSLNetwork, SSLNetwork]:
+    """Student (drop_path, --init weights) and an identical teacher without drop_path."""
+    assert cfg.out_dim is not None
+    model_cfg = model_config(cfg)
+    student_model = build_model(model_cfg)
+    if cfg.init:
+        load_pretrained(student_model, cfg.init, allow_partial=cfg.allow_partial)
+    teacher_model = build_model(model_config(cfg, drop_path=0.0))
+    kwargs: dict[str, Any] = dict(
+        out_dim=cfg.out_dim,
+        mim=cfg.method == "dino-mim",
+        parts=cfg.parts if cfg.method == "pass" else 0,
+        part_crops=cfg.part_crops,
+        head_hidden=cfg.head_hidden,
+        head_bottleneck=cfg.head_bottleneck,
+        norm_last_layer=cfg.norm_last_layer,
+    )
+    student = SSLNetwork(student_model.backbone, **kwargs)
+    teacher = SSLNetwork(teacher_model.backbone, **kwargs)
+    teacher.load_state_dict(student.state_dict())
+    teacher.requires_grad_(False)
+    return student, teacher
+
+
+def param_groups(model: nn.Module) -> list[dict[str, Any]]:
+    """Weight decay on weights only: biases and 1-D parameters (norms) are not decayed."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if name.endswith(".bias") or p.ndim == 1 else decay).append(p)
+    return [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+@torch.no_grad()
+def clip_per_parameter(model: nn.Module, clip: float) -> None:
+    """Scale each parameter's gradient to norm <= clip (DINO clips per tensor, not globally)."""
+    for p in model.parameters():
+        if p.grad is not None:
+            norm = p.grad.norm(2)
+            p.grad.mul_(torch.clamp(clip / (norm + 1e-6), max=1.0))
+
+
+def _peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class _Pretrainer:
+    def __init__(self, cfg: PretrainConfig, ctx: du.DistContext, device: torch.device) -> None:
+        self.cfg, self.ctx, self.device = cfg, ctx, device
+        self.run = RunDir(cfg.output)
+        self.amp = amp_dtype(cfg.amp, device)
+
+        torch.manual_seed(cfg.seed)
+        self.paths = load_paths(cfg)
+        self.sampler = EpochBatchSampler(
+            len(self.paths), cfg.batch_size, cfg.seed, ctx.rank, ctx.world_size
+        )
+        self.iters_per_epoch = self.sampler.batches_per_epoch
+        student, teacher = build_networks(cfg)
+        masking = None
+        if cfg.method == "dino-mim":
+            grid = token_grid(student.backbone, tuple(cfg.global_size))
+            spec = MaskSpec(ratio_range=tuple(cfg.mask_ratio), unmasked_prob=1 - cfg.mask_prob)
+            masking = (grid, spec)
+        self.dataset = PretrainDataset(self.paths, build_transform(cfg), cfg.seed, masking)
+        self.loader = DataLoader(
+            self.dataset,
+            batch_sampler=self.sampler,
+            num_workers=cfg.workers,
+            collate_fn=collate_views,
+            pin_memory=device.type == "cuda",
+        )
+
+        student.to(device)
+        teacher.to(device)
+        self.student_net = student
+        self.student: nn.Module = student
+        if ctx.enabled:
+            self.student = DistributedDataParallel(
+                student, device_ids=[device.index] if device.type == "cuda" else None
+            )
+        assert cfg.out_dim is not None
+        objective = Objective(
+            cfg.method,
+            cfg.out_dim,
+            parts=cfg.parts,
+            student_temp=cfg.student_temp,
+            center_momentum=cfg.center_momentum,
+            lambda_cls=cfg.lambda_cls,
+            lambda_mim=cfg.lambda_mim,
+        ).to(device)
+        optimizer = torch.optim.AdamW(param_groups(student))
+        scaler = torch.amp.GradScaler(device.type, enabled=self.amp is torch.float16)
+        self.state = TrainingState(student, teacher, objective, optimizer, scaler)
+        self.schedules: Schedules = build_schedules(
+            lr=cfg.lr * cfg.batch_size / 256,
+            min_lr=cfg.min_lr,
+            warmup_epochs=cfg.warmup_epochs,
+            weight_decay=cfg.weight_decay,
+            weight_decay_end=cfg.weight_decay_end,
+            momentum_teacher=cfg.momentum_teacher,
+            epochs=cfg.epochs,
+            iters_per_epoch=self.iters_per_epoch,
+            warmup_teacher_temp=cfg.warmup_teacher_temp,
+            teacher_temp=cfg.teacher_temp,
+            warmup_teacher_temp_epochs=cfg.warmup_teacher_temp_epochs,
+            warmup_patch_temp=cfg.warmup_patch_temp,
+            patch_temp=cfg.patch_temp,
+            warmup_patch_temp_epochs=cfg.warmup_patch_temp_epochs,
+        )
+        self.monitor = CollapseMonitor()
+        self.metrics: list[dict[str, Any]] = []
+
+    # -- set-up ----------------------------------------------------------------------------
+    def start(self) -> int:
+        """Prepare the run directory; the iteration to start from."""
+        if not self.cfg.resume:
+            if self.ctx.is_main:
+                self.run.prepare_new()
+                self.run.write_config(config_to_toml(self.cfg, header="reid pretrain"))
+            du.barrier(self.ctx)
+            return 0
+        it = load_trainer(self.run, self.state, self.device)
+        self.metrics = self.run.read_metrics()
+        epoch = it // self.iters_per_epoch
+        if self.ctx.is_main:
+            # Epoch records after the resume point belong to work about to be redone.
+            self.metrics = [m for m in self.metrics if int(m["epoch"]) < epoch]
+            self.run.write_metrics(self.metrics)
+            self.run.append_log([f"resumed at iteration {it} (epoch {epoch})"])
+        log.info("resuming %s at iteration %d (epoch %d)", self.run.root, it, epoch)
+        return it
+
+    # -- one step --------------------------------------------------------------------------
+    def _autocast(self) -> Any:
+        if self.amp is None:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp)
+
+    def step(
+        self, it: int, epoch: int, views: list[torch.Tensor], masks: list[torch.Tensor]
+    ) -> dict[str, float]:
+        cfg, s, st = self.cfg, self.schedules, self.state
+        torch.manual_seed(sample_seed(_STEP_STREAM, it, self.ctx.rank))
+        for i, group in enumerate(st.optimizer.param_groups):
+            group["lr"] = float(s.lr[it])
+            if i == 0:
+                group["weight_decay"] = float(s.wd[it])
+        views = [v.to(self.device, non_blocking=True) for v in views]
+        masks = [m.to(self.device, non_blocking=True) for m in masks]
+        t_temp, p_temp = float(s.teacher_temp[epoch]), float(s.patch_temp[epoch])
+
+        with self._autocast():
+            with torch.no_grad():
+                t_out = st.teacher(views[:2])
+            s_out = self.student(views, masks)
+        loss, terms, t_probs = st.objective(s_out, t_out, masks, t_temp, p_temp)
+        if not torch.isfinite(loss):
+            raise TrainingError(
+                f"loss is {float(loss.detach())} at iteration {it} (epoch {epoch}); stopping. "
+                f"Try a lower --lr, a longer warm-up, --amp bf16/off, or resume from the last "
+                f"checkpoint in {self.run.root}"
+            )
+
+        st.optimizer.zero_grad(set_to_none=True)
+        st.scaler.scale(loss).backward()
+        st.scaler.unscale_(st.optimizer)
+        if cfg.clip_grad > 0:
+            clip_per_parameter(self.student_net, cfg.clip_grad)
+        if epoch < cfg.freeze_last_layer:
+            for p in self.student_net.last_layer_parameters():
+                p.grad = None
+        st.scaler.step(st.optimizer)
+        st.scaler.update()
+        ema_update(st.teacher, self.student_net, float(s.momentum[it]))
+        self.monitor.update(t_probs)
+        return {"loss": float(loss.detach())} | {k: float(v) for k, v in terms.items()}
+
+    # -- the loop --------------------------------------------------------------------------
+    def fit(self) -> PretrainResult:
+        cfg = self.cfg
+        start_it = self.start()
+        total = self.schedules.total_iters
+        stop = min(total, cfg.max_iters) if cfg.max_iters else total
+        it = start_it
+        start_epoch = start_it // self.iters_per_epoch
+        progress = PretrainProgress(cfg.epochs, start_epoch, cfg.progress and self.ctx.is_main)
+        self.student.train()
+        self.state.teacher.train()
+        with progress:
+            for epoch in range(start_epoch, cfg.epochs):
+                if it >= stop:
+                    break
+                skip = it - epoch * self.iters_per_epoch
+                it = self._epoch(epoch, it, skip, stop, progress)
+        if self.ctx.is_main:
+            export_teacher(self.run.root, self.state.teacher, cfg)
+        du.barrier(self.ctx)
+        return PretrainResult(self.run.root, it, start_it, self.metrics)
+
+    def _epoch(
+        self, epoch: int, it: int, skip: int, stop: int, progress: PretrainProgress
+    ) -> int:
+        cfg, s = self.cfg, self.schedules
+        self.sampler.set_epoch(epoch, skip)
+        self.dataset.set_epoch(epoch)
+        self.monitor.reset()
+        progress.start_epoch(epoch, self.iters_per_epoch, skip)
+        sums: dict[str, float] = {}
+        steps, images, t0 = 0, 0, time.perf_counter()
+        for views, masks in self.loader:
+            terms = self.step(it, epoch, views, masks)
+            it += 1
+            steps += 1
+            images += views[0].shape[0] * self.ctx.world_size
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0.0) + v
+            ips = images / max(time.perf_counter() - t0, 1e-9)
+            # With a single loss term ("cls") the total says it all.
+            shown = terms if len(terms) > 2 else {"loss": terms["loss"]}
+            progress.step(
+                shown,
+                float(s.lr[it - 1]), float(s.momentum[it - 1]), float(s.teacher_temp[epoch]), ips,
+            )
+            if cfg.checkpoint_every and it % cfg.checkpoint_every == 0 and self.ctx.is_main:
+                save_trainer(self.run, self.state, it, epoch)
+            if it >= stop:
+                break
+        elapsed = time.perf_counter() - t0
+        finished = it == (epoch + 1) * self.iters_per_epoch
+        if not self.ctx.is_main:
+            return it
+        record: dict[str, Any] = {
+            "epoch": epoch,
+            "iteration": it,
+            "complete": finished,
+            "lr": float(s.lr[it - 1]),
+            "wd": float(s.wd[it - 1]),
+            "momentum": float(s.momentum[it - 1]),
+            "teacher_temp": float(s.teacher_temp[epoch]),
+            "images_per_s": images / max(elapsed, 1e-9),
+            "epoch_time_s": elapsed,
+            "peak_memory_mb": _peak_memory_mb(self.device),
+        }
+        if cfg.method == "dino-mim":
+            record["patch_temp"] = float(s.patch_temp[epoch])
+        record |= {f"loss_{k}" if k != "loss" else k: v / max(steps, 1) for k, v in sums.items()}
+        center = self.state.objective.cls_center
+        record |= self.monitor.summary(center)
+        problem = CollapseMonitor.collapsed(record)
+        if problem:
+            log.warning("epoch %d: %s (centre norm %.3g)", epoch, problem, record["centre_norm"])
+        self.metrics.append(record)
+        self.run.write_metrics(self.metrics)
+        self.run.append_log([_log_line(record)])
+        if finished and cfg.export_every and (epoch + 1) % cfg.export_every == 0:
+            export_teacher(self.run.root, self.state.teacher, cfg)
+        save_trainer(self.run, self.state, it, epoch)
+        progress.end_epoch(f"loss {record['loss']:.3f}")
+        return it
+
+
+def _log_line(record: dict[str, Any]) -> str:
+    keys = [k for k in record if k.startswith("loss") or k.startswith("teacher_")]
+    body = "  ".join(f"{k} {record[k]:.4g}" for k in keys)
+    return f"epoch {record['epoch']} it {record['iteration']}: {body}"
+
+
+def resume_config(cfg: PretrainConfig) -> PretrainConfig:
+    """On --resume, check that the requested settings match the run's config.toml."""
+    run = RunDir(cfg.output)
+    if not run.config_path.is_file():
+        raise TrainingError(f"cannot resume: {run.config_path} does not exist")
+    saved = PretrainConfig(**load_recipe(run.config_path))
+    saved = dataclasses.replace(saved, output=cfg.output, resume=True).resolved()
+    diffs = config_differences(saved, cfg)
+    if diffs:
+        raise TrainingError(
+            "cannot resume with different settings (only runtime options such as --workers "
+            "may change): " + "; ".join(diffs)
+        )
+    return cfg
+
+
+def pretrain(cfg: PretrainConfig) -> PretrainResult:
+    """Run (or resume) self-supervised pre-training as configured."""
+    cfg = cfg.resolved()
+    if cfg.resume:
+        resume_config(cfg)
+    device_type = "cuda" if cfg.device == "auto" and torch.cuda.is_available() else cfg.device
+    if device_type == "auto":
+        device_type = "cpu"
+    try:
+        device_type = torch.device(device_type).type
+    except RuntimeError as err:
+        raise ReidError(f"unknown device {cfg.device!r}: {err}") from None
+    ctx = du.init_distributed(device_type)
+    try:
+        device = du.resolve_device(cfg.device, ctx)
+        if cfg.batch_size % ctx.world_size:
+            raise ReidError(
+                f"batch size {cfg.batch_size} is not divisible by {ctx.world_size} processes"
+            )
+        return _Pretrainer(cfg, ctx, device).fit()
+    finally:
+        du.shutdown(ctx)
+
