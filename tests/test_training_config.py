@@ -19,7 +19,7 @@ from reidcli.training.config import (
     resolve_config,
     resume_config,
 )
-from reidcli.training.toml_writer import dumps
+from reidcli.utils.toml_writer import dumps
 
 # Fine-tuning recipes; `pretrain_*.toml` are `reid pretrain` recipes with their own tests.
 RECIPES = sorted(p for p in (Path(__file__).parent.parent / "recipes").glob("*.toml")

@@ -14,14 +14,12 @@ filled in per method by `resolved()`.
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from reidcli.errors import ReidError
-from reidcli.training.toml_writer import dumps
+from reidcli.utils.recipes import RecipeSchema, setting
 
 METHODS = ("dino", "dino-mim", "pass")
 AMP_MODES = ("auto", "bf16", "fp16", "off")
@@ -29,100 +27,93 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def _f(default: Any, section: str, runtime: bool = False) -> Any:
-    meta = {"section": section, "runtime": runtime}
-    if isinstance(default, list | tuple):
-        return field(default_factory=lambda: type(default)(default), metadata=meta)
-    return field(default=default, metadata=meta)
-
-
 @dataclass
 class PretrainConfig:
     """Everything `reid pretrain` needs; runtime fields may change when resuming."""
 
     # [data]
-    data: str = _f("", "data")
+    data: str = setting("", "data")
     """Dataset spec, e.g. `luperson:PATH` (a folder or a list file of relative paths)."""
-    data_root: str | None = _f(None, "data")
-    subset: str | None = _f(None, "data")
+    data_root: str | None = setting(None, "data")
+    subset: str | None = setting(None, "data")
     """Ordered list (e.g. a CFS list) of the images to use."""
-    keep: float | None = _f(None, "data")
+    keep: float | None = setting(None, "data")
     """Keep this leading fraction of the list."""
     # [input]
-    global_size: tuple[int, int] = _f((256, 128), "input")
-    local_size: tuple[int, int] = _f((128, 64), "input")
-    local_crops: int = _f(8, "input")
+    global_size: tuple[int, int] = setting((256, 128), "input")
+    local_size: tuple[int, int] = setting((128, 64), "input")
+    local_crops: int = setting(8, "input")
     """Local crops per image (DINO / DINO+MIM). PASS uses parts x part_crops instead."""
-    global_scale: tuple[float, float] = _f((0.4, 1.0), "input")
-    local_scale: tuple[float, float] | None = _f(None, "input")
+    global_scale: tuple[float, float] = setting((0.4, 1.0), "input")
+    local_scale: tuple[float, float] | None = setting(None, "input")
     """None: (0.05, 0.4) for dino / dino-mim, (0.1, 0.8) of the region for pass."""
-    crop_aspect: tuple[float, float] = _f((3 / 4, 4 / 3), "input")
+    crop_aspect: tuple[float, float] = setting((3 / 4, 4 / 3), "input")
     """Crop aspect range (w/h); (0.4, 0.6) keeps person crops person-shaped (SOLIDER)."""
-    mean: tuple[float, float, float] = _f(IMAGENET_MEAN, "input")
-    std: tuple[float, float, float] = _f(IMAGENET_STD, "input")
+    mean: tuple[float, float, float] = setting(IMAGENET_MEAN, "input")
+    std: tuple[float, float, float] = setting(IMAGENET_STD, "input")
     # [model]
-    backbone: str = _f("vit-s", "model")
-    stem: str = _f("patch", "model")
-    stride: int = _f(16, "model")
-    drop_path: float = _f(0.1, "model")
-    init: str | None = _f(None, "model")
+    backbone: str = setting("vit-s", "model")
+    stem: str = setting("patch", "model")
+    stride: int = setting(16, "model")
+    drop_path: float = setting(0.1, "model")
+    init: str | None = setting(None, "model")
     """Start from these weights (a checkpoint file or a run directory)."""
-    allow_partial: bool = _f(False, "model")
-    out_dim: int | None = _f(None, "model")
+    allow_partial: bool = setting(False, "model")
+    out_dim: int | None = setting(None, "model")
     """Prototypes K; None: 65536 (dino, pass) or 8192 (dino-mim, shared head)."""
-    head_hidden: int = _f(2048, "model")
-    head_bottleneck: int = _f(256, "model")
-    norm_last_layer: bool = _f(True, "model")
+    head_hidden: int = setting(2048, "model")
+    head_bottleneck: int = setting(256, "model")
+    norm_last_layer: bool = setting(True, "model")
     # [method]
-    method: str = _f("dino", "method")
-    lambda_cls: float = _f(1.0, "method")
-    lambda_mim: float = _f(1.0, "method")
-    mask_ratio: tuple[float, float] = _f((0.1, 0.5), "method")
-    mask_prob: float = _f(0.5, "method")
+    method: str = setting("dino", "method")
+    lambda_cls: float = setting(1.0, "method")
+    lambda_mim: float = setting(1.0, "method")
+    mask_ratio: tuple[float, float] = setting((0.1, 0.5), "method")
+    mask_prob: float = setting(0.5, "method")
     """Probability that a global view is masked (dino-mim)."""
-    parts: int = _f(3, "method")
-    part_crops: int = _f(3, "method")
-    region_fraction: float = _f(0.5, "method")
+    parts: int = setting(3, "method")
+    part_crops: int = setting(3, "method")
+    region_fraction: float = setting(0.5, "method")
     # [loss]
-    teacher_temp: float = _f(0.04, "loss")
-    warmup_teacher_temp: float = _f(0.04, "loss")
-    warmup_teacher_temp_epochs: int = _f(0, "loss")
-    student_temp: float = _f(0.1, "loss")
-    center_momentum: float = _f(0.9, "loss")
-    patch_temp: float = _f(0.07, "loss")
-    warmup_patch_temp: float = _f(0.04, "loss")
-    warmup_patch_temp_epochs: int = _f(30, "loss")
+    teacher_temp: float = setting(0.04, "loss")
+    warmup_teacher_temp: float = setting(0.04, "loss")
+    warmup_teacher_temp_epochs: int = setting(0, "loss")
+    student_temp: float = setting(0.1, "loss")
+    center_momentum: float = setting(0.9, "loss")
+    patch_temp: float = setting(0.07, "loss")
+    warmup_patch_temp: float = setting(0.04, "loss")
+    warmup_patch_temp_epochs: int = setting(30, "loss")
     # [optim]
-    epochs: int = _f(100, "optim")
-    batch_size: int = _f(512, "optim")
+    epochs: int = setting(100, "optim")
+    batch_size: int = setting(512, "optim")
     """Global batch (all processes together)."""
-    lr: float = _f(5e-4, "optim")
+    lr: float = setting(5e-4, "optim")
     """Peak learning rate for a batch of 256; scaled linearly with batch_size."""
-    min_lr: float = _f(1e-6, "optim")
-    warmup_epochs: int = _f(10, "optim")
-    weight_decay: float = _f(0.04, "optim")
-    weight_decay_end: float = _f(0.4, "optim")
-    momentum_teacher: float = _f(0.996, "optim")
-    clip_grad: float = _f(3.0, "optim")
+    min_lr: float = setting(1e-6, "optim")
+    warmup_epochs: int = setting(10, "optim")
+    weight_decay: float = setting(0.04, "optim")
+    weight_decay_end: float = setting(0.4, "optim")
+    momentum_teacher: float = setting(0.996, "optim")
+    clip_grad: float = setting(3.0, "optim")
     """Per-parameter gradient-norm clip; 0 disables."""
-    freeze_last_layer: int = _f(1, "optim")
+    freeze_last_layer: int = setting(1, "optim")
     """Epochs during which the heads' last layers are not updated."""
     # [train]
-    amp: str = _f("auto", "train")
+    amp: str = setting("auto", "train")
     """auto = fp16 with GradScaler on CUDA, off on CPU."""
-    seed: int = _f(0, "train")
-    workers: int = _f(8, "train", runtime=True)
-    device: str = _f("auto", "train", runtime=True)
-    progress: bool = _f(True, "train", runtime=True)
-    export_every: int = _f(1, "train", runtime=True)
+    seed: int = setting(0, "train")
+    workers: int = setting(8, "train", runtime=True)
+    device: str = setting("auto", "train", runtime=True)
+    progress: bool = setting(True, "train", runtime=True)
+    export_every: int = setting(1, "train", runtime=True)
     """Export the teacher as model.safetensors every N epochs (and always at the end)."""
-    checkpoint_every: int = _f(0, "train", runtime=True)
+    checkpoint_every: int = setting(0, "train", runtime=True)
     """Also write trainer.pt every N iterations (0 = at epoch ends only)."""
-    max_iters: int = _f(0, "train", runtime=True)
+    max_iters: int = setting(0, "train", runtime=True)
     """Stop after this many iterations of the schedule (0 = run it all); resumable."""
     # not saved
-    output: str = _f("", "run", runtime=True)
-    resume: bool = _f(False, "run", runtime=True)
+    output: str = setting("", "run", runtime=True)
+    resume: bool = setting(False, "run", runtime=True)
 
     def resolved(self) -> PretrainConfig:
         """A copy with method-dependent defaults filled in, validated."""
@@ -177,86 +168,33 @@ class PretrainConfig:
         return self
 
 
-FIELDS = {f.name: f for f in dataclasses.fields(PretrainConfig)}
-TUPLE_FIELDS = {
+SCHEMA = RecipeSchema(PretrainConfig, {
     "global_size": int, "local_size": int, "global_scale": float, "local_scale": float,
     "crop_aspect": float, "mean": float, "std": float, "mask_ratio": float,
-}
-FLOAT_FIELDS = {n for n, f in FIELDS.items() if "float" in str(f.type) and n not in TUPLE_FIELDS}
+})
+FIELDS = SCHEMA.fields
 
 
 def runtime_fields() -> set[str]:
-    return {n for n, f in FIELDS.items() if f.metadata.get("runtime")}
-
-
-def _coerce(name: str, value: Any, source: str) -> Any:
-    if name in TUPLE_FIELDS and value is not None:
-        if not isinstance(value, list | tuple):
-            raise ReidError(f"{source}: `{name}` must be a list, got {value!r}")
-        return tuple(TUPLE_FIELDS[name](v) for v in value)
-    if name in FLOAT_FIELDS and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    return value
-
-
-def _flatten(data: dict[str, Any], source: str) -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in data.items():
-        items = value.items() if isinstance(value, dict) else [(key, value)]
-        for name, item in items:
-            if isinstance(item, dict):
-                raise ReidError(f"{source}: tables nest one level only (`{key}.{name}`)")
-            if name not in FIELDS:
-                close = difflib.get_close_matches(name, FIELDS, n=1)
-                hint = f" (did you mean `{close[0]}`?)" if close else ""
-                raise ReidError(f"{source}: unknown setting `{name}`{hint}")
-            if name in flat:
-                raise ReidError(f"{source}: `{name}` is set twice")
-            flat[name] = _coerce(name, item, source)
-    return flat
+    return SCHEMA.runtime_fields()
 
 
 def load_recipe(path: str | Path) -> dict[str, Any]:
-    """{field: value} from a TOML recipe; unknown keys are an error (typos would silently
-    fall back to defaults)."""
-    p = Path(path)
-    try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ReidError(f"recipe {p} does not exist") from None
-    except tomllib.TOMLDecodeError as err:
-        raise ReidError(f"recipe {p} is not valid TOML: {err}") from None
-    return _flatten(data, str(p))
+    """{field: value} of a pre-training recipe."""
+    return SCHEMA.load_recipe(path)
 
 
 def resolve_config(
     recipe: str | Path | None = None, overrides: dict[str, Any] | None = None
 ) -> PretrainConfig:
     """defaults < recipe < overrides (only the options the user actually set)."""
-    values: dict[str, Any] = {}
-    if recipe is not None:
-        values.update(load_recipe(recipe))
-    for name, value in (overrides or {}).items():
-        if name not in FIELDS:
-            raise ReidError(f"unknown setting `{name}`")
-        values[name] = _coerce(name, value, "command line")
-    return PretrainConfig(**values)
+    return SCHEMA.resolve(recipe, overrides)
 
 
 def config_to_toml(cfg: PretrainConfig, header: str = "") -> str:
-    """The configuration as a sectioned TOML recipe (run location excluded)."""
-    tables: dict[str, dict[str, Any]] = {}
-    for name, f in FIELDS.items():
-        if f.metadata["section"] != "run":
-            tables.setdefault(f.metadata["section"], {})[name] = getattr(cfg, name)
-    return dumps(tables, header=header)
+    return SCHEMA.to_toml(cfg, header)
 
 
 def config_differences(saved: PretrainConfig, requested: PretrainConfig) -> list[str]:
     """Non-runtime fields whose values differ, as `name: saved -> requested`."""
-    skip = runtime_fields()
-    return [
-        f"{n}: {getattr(saved, n)!r} -> {getattr(requested, n)!r}"
-        for n in FIELDS
-        if n not in skip and getattr(saved, n) != getattr(requested, n)
-    ]
+    return SCHEMA.differences(saved, requested)

@@ -12,25 +12,16 @@ key sits in is only for people; `lr` means the same everywhere).
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from reidcli.errors import ReidError
-from reidcli.training.toml_writer import dumps
+from reidcli.utils.recipes import RecipeSchema, setting
 
 AMP_MODES = ("auto", "bf16", "fp16", "off")
 NECK_FEATS = ("before", "after")
 OPTIMIZER_NAMES = ("sgd", "adamw")
-
-
-def _f(default: Any, section: str, runtime: bool = False, **kw: Any) -> Any:
-    meta = {"section": section, "runtime": runtime}
-    if isinstance(default, list | tuple):
-        return field(default_factory=lambda: type(default)(default), metadata=meta, **kw)
-    return field(default=default, metadata=meta, **kw)
 
 
 @dataclass
@@ -42,70 +33,70 @@ class FinetuneConfig:
     """
 
     # [data]
-    data: str = _f("", "data")
+    data: str = setting("", "data")
     """Dataset spec NAME[:PATH] understood by `reidcli.data.load_dataset`."""
-    data_root: str | None = _f(None, "data")
+    data_root: str | None = setting(None, "data")
     # [input]
-    size: tuple[int, int] = _f((256, 128), "input")
-    mean: tuple[float, float, float] | None = _f(None, "input")
+    size: tuple[int, int] = setting((256, 128), "input")
+    mean: tuple[float, float, float] | None = setting(None, "input")
     """Normalisation; None = the backbone's own (0.5 for ViT/LUPerson, ImageNet for DeiT)."""
-    std: tuple[float, float, float] | None = _f(None, "input")
-    flip_prob: float = _f(0.5, "input")
-    padding: int = _f(10, "input")
-    erase_prob: float = _f(0.5, "input")
+    std: tuple[float, float, float] | None = setting(None, "input")
+    flip_prob: float = setting(0.5, "input")
+    padding: int = setting(10, "input")
+    erase_prob: float = setting(0.5, "input")
     # [model]
-    backbone: str = _f("vit-b", "model")
-    stride: int = _f(16, "model")
-    stem: str = _f("patch", "model")
-    sie: bool = _f(False, "model")
-    sie_view: bool = _f(False, "model")
-    sie_coef: float = _f(3.0, "model")
-    jpm: bool = _f(False, "model")
-    jpm_shift: int = _f(5, "model")
-    jpm_shuffle: int = _f(2, "model")
-    jpm_groups: int = _f(4, "model")
-    jpm_exact_shift: bool = _f(False, "model")
-    neck_feat: str = _f("before", "model")
-    part_tokens: int = _f(0, "model")
+    backbone: str = setting("vit-b", "model")
+    stride: int = setting(16, "model")
+    stem: str = setting("patch", "model")
+    sie: bool = setting(False, "model")
+    sie_view: bool = setting(False, "model")
+    sie_coef: float = setting(3.0, "model")
+    jpm: bool = setting(False, "model")
+    jpm_shift: int = setting(5, "model")
+    jpm_shuffle: int = setting(2, "model")
+    jpm_groups: int = setting(4, "model")
+    jpm_exact_shift: bool = setting(False, "model")
+    neck_feat: str = setting("before", "model")
+    part_tokens: int = setting(0, "model")
     """PASS part tokens (3 for PASS checkpoints): feature = concat(CLS, mean of PARTs)."""
-    drop_path: float = _f(0.1, "model")
-    pretrained: str | None = _f(None, "model")
-    allow_partial: bool = _f(False, "model")
+    drop_path: float = setting(0.1, "model")
+    pretrained: str | None = setting(None, "model")
+    allow_partial: bool = setting(False, "model")
     # [loss]
-    label_smoothing: float = _f(0.0, "loss")
-    soft_margin: bool = _f(True, "loss")
-    margin: float = _f(0.3, "loss")
+    label_smoothing: float = setting(0.0, "loss")
+    soft_margin: bool = setting(True, "loss")
+    margin: float = setting(0.3, "loss")
     """Hinge margin, used only when soft_margin is false."""
-    id_loss_weight: float = _f(1.0, "loss")
-    triplet_loss_weight: float = _f(1.0, "loss")
+    id_loss_weight: float = setting(1.0, "loss")
+    triplet_loss_weight: float = setting(1.0, "loss")
     # [optim]
-    optimizer: str = _f("sgd", "optim")
-    lr: float = _f(0.008, "optim")
-    momentum: float = _f(0.9, "optim")
-    wd: float = _f(1e-4, "optim")
-    wd_bias: float | None = _f(None, "optim")
+    optimizer: str = setting("sgd", "optim")
+    lr: float = setting(0.008, "optim")
+    momentum: float = setting(0.9, "optim")
+    wd: float = setting(1e-4, "optim")
+    wd_bias: float | None = setting(None, "optim")
     """Weight decay of bias parameters; None = same as wd (as in every published config)."""
-    bias_lr_factor: float = _f(2.0, "optim")
-    epochs: int = _f(120, "optim")
-    warmup_epochs: int = _f(5, "optim")
-    warmup_factor: float = _f(0.01, "optim")
-    min_lr_factor: float = _f(0.002, "optim")
+    bias_lr_factor: float = setting(2.0, "optim")
+    epochs: int = setting(120, "optim")
+    warmup_epochs: int = setting(5, "optim")
+    warmup_factor: float = setting(0.01, "optim")
+    min_lr_factor: float = setting(0.002, "optim")
     # [train]
-    ids_per_batch: int = _f(16, "train")
-    images_per_id: int = _f(4, "train")
-    amp: str = _f("auto", "train")
+    ids_per_batch: int = setting(16, "train")
+    images_per_id: int = setting(4, "train")
+    amp: str = setting("auto", "train")
     """auto = fp16 with GradScaler on CUDA (the reference), off on CPU."""
-    seed: int = _f(1234, "train")
-    workers: int = _f(8, "train", runtime=True)
-    eval_every: int = _f(0, "train", runtime=True)
+    seed: int = setting(1234, "train")
+    workers: int = setting(8, "train", runtime=True)
+    eval_every: int = setting(0, "train", runtime=True)
     """Evaluate on query/gallery every N epochs; 0 = only after the last epoch."""
-    eval_batch_size: int = _f(256, "train", runtime=True)
-    log_every: int = _f(50, "train", runtime=True)
-    device: str = _f("auto", "train", runtime=True)
-    progress: bool = _f(True, "train", runtime=True)
+    eval_batch_size: int = setting(256, "train", runtime=True)
+    log_every: int = setting(50, "train", runtime=True)
+    device: str = setting("auto", "train", runtime=True)
+    progress: bool = setting(True, "train", runtime=True)
     # not saved: where the run goes and whether to continue it
-    output: str = _f("", "run", runtime=True)
-    resume: bool = _f(False, "run", runtime=True)
+    output: str = setting("", "run", runtime=True)
+    resume: bool = setting(False, "run", runtime=True)
 
     @property
     def batch_size(self) -> int:
@@ -155,93 +146,34 @@ class FinetuneConfig:
         return self
 
 
-FIELDS = {f.name: f for f in dataclasses.fields(FinetuneConfig)}
-TUPLE_FIELDS = {"size", "mean", "std"}
-FLOAT_FIELDS = {n for n, f in FIELDS.items() if "float" in str(f.type) and n not in TUPLE_FIELDS}
+SCHEMA = RecipeSchema(FinetuneConfig, {"size": int, "mean": float, "std": float})
+FIELDS = SCHEMA.fields
 
 
 def runtime_fields() -> set[str]:
-    return {n for n, f in FIELDS.items() if f.metadata.get("runtime")}
-
-
-def _coerce(name: str, value: Any, source: str) -> Any:
-    if name in TUPLE_FIELDS:
-        if not isinstance(value, list | tuple):
-            raise ReidError(f"{source}: `{name}` must be a list, got {value!r}")
-        conv = int if name == "size" else float
-        return tuple(conv(v) for v in value)
-    if name in FLOAT_FIELDS and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    return value
-
-
-def _flatten(data: dict[str, Any], source: str) -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in data.items():
-        items = value.items() if isinstance(value, dict) else [(key, value)]
-        for name, item in items:
-            if isinstance(item, dict):
-                raise ReidError(f"{source}: tables nest one level only (`{key}.{name}`)")
-            if name not in FIELDS:
-                close = difflib.get_close_matches(name, FIELDS, n=1)
-                hint = f" (did you mean `{close[0]}`?)" if close else ""
-                raise ReidError(f"{source}: unknown setting `{name}`{hint}")
-            if name in flat:
-                raise ReidError(f"{source}: `{name}` is set twice")
-            flat[name] = _coerce(name, item, source)
-    return flat
+    return SCHEMA.runtime_fields()
 
 
 def load_recipe(path: str | Path) -> dict[str, Any]:
-    """Read a TOML recipe into {field: value}; unknown keys are an error (typos otherwise
-    silently fall back to defaults)."""
-    p = Path(path)
-    try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ReidError(f"recipe {p} does not exist") from None
-    except tomllib.TOMLDecodeError as err:
-        raise ReidError(f"recipe {p} is not valid TOML: {err}") from None
-    return _flatten(data, str(p))
+    """{field: value} of a fine-tuning recipe."""
+    return SCHEMA.load_recipe(path)
 
 
 def resolve_config(
     recipe: str | Path | None = None, overrides: dict[str, Any] | None = None
 ) -> FinetuneConfig:
     """defaults < recipe < overrides (only the options the user actually set)."""
-    values: dict[str, Any] = {}
-    if recipe is not None:
-        values.update(load_recipe(recipe))
-    for name, value in (overrides or {}).items():
-        if name not in FIELDS:
-            raise ReidError(f"unknown setting `{name}`")
-        values[name] = _coerce(name, value, "command line")
-    return FinetuneConfig(**values)
+    return SCHEMA.resolve(recipe, overrides)
 
 
 def config_to_toml(cfg: FinetuneConfig, header: str = "") -> str:
-    """The resolved configuration as a sectioned TOML recipe (run location excluded)."""
-    tables: dict[str, dict[str, Any]] = {}
-    for name, f in FIELDS.items():
-        section = f.metadata["section"]
-        if section == "run":
-            continue
-        tables.setdefault(section, {})[name] = getattr(cfg, name)
-    return dumps(tables, header=header)
+    return SCHEMA.to_toml(cfg, header)
 
 
 def config_differences(
     saved: FinetuneConfig, requested: FinetuneConfig, ignore: set[str]
 ) -> list[str]:
-    """Fields whose values differ, formatted `name: saved -> requested`."""
-    diffs = []
-    for name in FIELDS:
-        if name in ignore:
-            continue
-        a, b = getattr(saved, name), getattr(requested, name)
-        if a != b:
-            diffs.append(f"{name}: {a!r} -> {b!r}")
-    return diffs
+    return SCHEMA.differences(saved, requested, ignore)
 
 
 def load_run_config(run_dir: str | Path) -> FinetuneConfig:

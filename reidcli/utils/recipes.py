@@ -1,0 +1,114 @@
+"""Stage configurations as dataclasses with TOML recipes and command-line overrides.
+
+`finetune` and `pretrain` share this machinery: precedence is built-in defaults < recipe
+file (`--recipe`) < options given on the command line; the resolved configuration is saved
+as `config.toml`, itself a valid recipe that `--resume` reads back. Recipe keys are the
+dataclass field names, at the top level or inside one level of tables (`[model]`,
+`[optim]`, ...: the table is only for people). Unknown keys are an error, because a typo
+would otherwise fall back silently to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import tomllib
+from dataclasses import field
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+from reidcli.errors import ReidError
+from reidcli.utils.toml_writer import dumps
+
+C = TypeVar("C")
+
+
+def setting(default: Any, section: str, runtime: bool = False) -> Any:
+    """A config field. `section` is its table in saved recipes; `runtime` fields (workers,
+    device, output, ...) do not change the result and may differ when a run is resumed."""
+    meta = {"section": section, "runtime": runtime}
+    if isinstance(default, list | tuple):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+class RecipeSchema(Generic[C]):
+    """Reading, merging, saving and comparing configurations of one dataclass type.
+
+    `tuple_types` names the fields written as TOML arrays and the type of their items.
+    """
+
+    def __init__(self, cls: type[C], tuple_types: dict[str, type]) -> None:
+        self.cls = cls
+        self.fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        self.tuple_types = tuple_types
+        # TOML writes 1e-4 as a float but 1 as an int; float fields take either.
+        self.float_fields = {n for n, f in self.fields.items()
+                             if "float" in str(f.type) and n not in tuple_types}
+
+    def runtime_fields(self) -> set[str]:
+        return {n for n, f in self.fields.items() if f.metadata.get("runtime")}
+
+    def coerce(self, name: str, value: Any, source: str) -> Any:
+        if name in self.tuple_types and value is not None:
+            if not isinstance(value, list | tuple):
+                raise ReidError(f"{source}: `{name}` must be a list, got {value!r}")
+            return tuple(self.tuple_types[name](v) for v in value)
+        if name in self.float_fields and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        return value
+
+    def flatten(self, data: dict[str, Any], source: str) -> dict[str, Any]:
+        flat: dict[str, Any] = {}
+        for key, value in data.items():
+            items = value.items() if isinstance(value, dict) else [(key, value)]
+            for name, item in items:
+                if isinstance(item, dict):
+                    raise ReidError(f"{source}: tables nest one level only (`{key}.{name}`)")
+                if name not in self.fields:
+                    close = difflib.get_close_matches(name, self.fields, n=1)
+                    hint = f" (did you mean `{close[0]}`?)" if close else ""
+                    raise ReidError(f"{source}: unknown setting `{name}`{hint}")
+                if name in flat:
+                    raise ReidError(f"{source}: `{name}` is set twice")
+                flat[name] = self.coerce(name, item, source)
+        return flat
+
+    def load_recipe(self, path: str | Path) -> dict[str, Any]:
+        """{field: value} from a TOML recipe."""
+        p = Path(path)
+        try:
+            data = tomllib.loads(p.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ReidError(f"recipe {p} does not exist") from None
+        except tomllib.TOMLDecodeError as err:
+            raise ReidError(f"recipe {p} is not valid TOML: {err}") from None
+        return self.flatten(data, str(p))
+
+    def resolve(self, recipe: str | Path | None = None,
+                overrides: dict[str, Any] | None = None) -> C:
+        """defaults < recipe < overrides (only the options the user actually set)."""
+        values: dict[str, Any] = {}
+        if recipe is not None:
+            values.update(self.load_recipe(recipe))
+        for name, value in (overrides or {}).items():
+            if name not in self.fields:
+                raise ReidError(f"unknown setting `{name}`")
+            values[name] = self.coerce(name, value, "command line")
+        return self.cls(**values)
+
+    def to_toml(self, cfg: C, header: str = "") -> str:
+        """The configuration as a sectioned TOML recipe (the run location excluded)."""
+        tables: dict[str, dict[str, Any]] = {}
+        for name, f in self.fields.items():
+            if f.metadata["section"] != "run":
+                tables.setdefault(f.metadata["section"], {})[name] = getattr(cfg, name)
+        return dumps(tables, header=header)
+
+    def differences(self, saved: C, requested: C, ignore: set[str] | None = None) -> list[str]:
+        """Fields whose values differ, as `name: saved -> requested`; `ignore` defaults to
+        the runtime fields."""
+        skip = self.runtime_fields() if ignore is None else ignore
+        return [f"{n}: {getattr(saved, n)!r} -> {getattr(requested, n)!r}"
+                for n in self.fields
+                if n not in skip and getattr(saved, n) != getattr(requested, n)]
