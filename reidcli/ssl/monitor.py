@@ -14,17 +14,8 @@ import logging
 import math
 
 import torch
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
-from reidcli.utils.logging import console
+from reidcli.utils.progress import EpochProgress
 
 log = logging.getLogger(__name__)
 
@@ -79,54 +70,11 @@ class CollapseMonitor:
         return None
 
 
-class PretrainProgress:
-    """An epoch bar and an iteration bar showing loss terms, lr, momentum, temperature,
-    images/s and ETA. A no-op when disabled (other ranks, --no-progress)."""
-
-    def __init__(self, epochs: int, start_epoch: int, enabled: bool) -> None:
-        self._progress: Progress | None = None
-        self._run: TaskID | None = None
-        self._epoch: TaskID | None = None
-        if not enabled:
-            return
-        self._progress = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[stats]}"),
-            TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-            console=console,
-        )
-        self._run = self._progress.add_task("epochs", total=epochs, completed=start_epoch, stats="")
-
-    def __enter__(self) -> PretrainProgress:
-        if self._progress is not None:
-            self._progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._progress is not None:
-            self._progress.stop()
-
-    def start_epoch(self, epoch: int, total: int, done: int) -> None:
-        if self._progress is None:
-            return
-        if self._epoch is not None:
-            self._progress.remove_task(self._epoch)
-        self._epoch = self._progress.add_task(
-            f"epoch {epoch}", total=total, completed=done, stats=""
-        )
+class PretrainProgress(EpochProgress):
+    """Epoch and iteration bars showing loss terms, lr, teacher momentum, temperature,
+    images/s and ETA."""
 
     def step(self, terms: dict[str, float], lr: float, momentum: float, temp: float,
              ips: float) -> None:
-        if self._progress is None or self._epoch is None:
-            return
         losses = "  ".join(f"{k} {v:.3f}" for k, v in terms.items())
-        stats = f"{losses}  lr {lr:.2e}  m {momentum:.4f}  T {temp:.3f}  {ips:6.1f} img/s"
-        self._progress.update(self._epoch, advance=1, stats=stats)
-
-    def end_epoch(self, stats: str) -> None:
-        if self._progress is not None and self._run is not None:
-            self._progress.update(self._run, advance=1, stats=stats)
+        self.advance(f"{losses}  lr {lr:.2e}  m {momentum:.4f}  T {temp:.3f}  {ips:6.1f} img/s")
