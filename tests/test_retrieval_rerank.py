@@ -56,7 +56,7 @@ def test_block_size_does_not_change_results() -> None:
     rng = np.random.default_rng(7)
     q = prepare_features(rng.standard_normal((30, 8)), "cosine")
     g = prepare_features(rng.standard_normal((90, 8)), "cosine")
-    small = torch.cat([b for _, b in rerank_blocks(q, g, RerankParams(), budget=3000)])
+    small = torch.cat([b for _, b in rerank_blocks(q, g, RerankParams(), budget=16384)])
     large = rerank(q, g, RerankParams(), budget=1 << 24)
     # Same algorithm; only the matmul blocking differs, which moves the last float bits.
     assert torch.allclose(small, large, atol=1e-6)
@@ -82,3 +82,21 @@ def test_invalid_parameters() -> None:
         RerankParams(k1=0)
     with pytest.raises(ValueError):
         RerankParams(lambda_value=1.5)
+
+
+def test_normalisation_ties_follow_the_classic_order() -> None:
+    # Values one ulp apart in [1.9, 2) partly merge once divided by 1.05 in float32; the
+    # classic sorts the divided matrix, so those new ties must be broken by column, not by
+    # the raw order.
+    from reidcli.retrieval.rerank import _normalised_topk
+
+    rng = np.random.default_rng(0)
+    steps = rng.permuted(np.tile(np.arange(300), (64, 1)), axis=1)
+    raw = (np.float32(1.9) + steps * np.finfo(np.float32).eps).astype(np.float32)
+    d = torch.as_tensor(raw)
+    m = torch.full((64,), 1.05)
+    divided = (d / m.unsqueeze(1)).numpy()
+    assert len(np.unique(raw[0])) == 300 and len(np.unique(divided[0])) < 300
+    for length in (1, 5, 21, 300):
+        expected = np.argsort(divided, axis=1, kind="stable")[:, :length]
+        assert np.array_equal(_normalised_topk(d, m, length).numpy(), expected)

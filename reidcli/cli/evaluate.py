@@ -70,7 +70,7 @@ def evaluate(
     gallery_split: str = typer.Option("gallery", "--gallery-split",
                                       help="Bank split of the gallery."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, ..."),
-    chunk_mb: int = typer.Option(256, "--chunk-mb", min=8,
+    chunk_mb: int = typer.Option(128, "--chunk-mb", min=8,
                                  help="Memory budget of one block of distances (MiB)."),
 ) -> None:
     """Market-1501 protocol: mAP, mINP and CMC of a bank's query split against its gallery."""

@@ -30,7 +30,7 @@ def rerank(
     gallery_split: str = typer.Option("gallery", "--gallery-split",
                                       help="Bank split of the gallery."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, ..."),
-    chunk_mb: int = typer.Option(256, "--chunk-mb", min=8,
+    chunk_mb: int = typer.Option(128, "--chunk-mb", min=8,
                                  help="Memory budget of one block of distances (MiB)."),
 ) -> None:
     """Re-rank every query against every gallery item (unlabelled ones included)."""

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-import torch
 from torch.utils.data import DataLoader
 
 from reidcli.data import load_dataset
@@ -208,8 +207,7 @@ def extract_bank(opts: ExtractOptions) -> ExtractResult:
     if opts.batch_size < 1 or opts.checkpoint_every < 1:
         raise ReidError("--batch-size and the checkpoint interval must be positive")
     output = Path(opts.output)
-    ctx = ddp.init_distributed("cuda" if opts.device.startswith("cuda") or (
-        opts.device == "auto" and torch.cuda.is_available()) else "cpu")
+    ctx = ddp.init_distributed(ddp.device_type(opts.device))
     try:
         device = ddp.resolve_device(opts.device, ctx)
         dataset_desc, splits = gather_records(opts)

@@ -252,7 +252,8 @@ class BankWriter:
     last checkpoint, and `rows_done` tells the caller where to continue (e.g. skip the first
     `rows_done["gallery"]` images of the gallery list). Leaving the `with` block with an
     exception removes the partial file unless `keep_partial=True` (what a resumable
-    extraction wants); a hard kill always leaves it for the next run to resume.
+    extraction wants); a hard kill always leaves it for the next run to resume. Either way
+    only rows covered by a `checkpoint()` are kept on resume.
     """
 
     def __init__(
@@ -357,7 +358,7 @@ class BankWriter:
         """Flush to disk and mark every row written so far as committed."""
         assert self._file is not None
         for name, group in self._file.items():
-            n = group["feats"].shape[0]
+            n = min(group[key].shape[0] for key in group)
             group.attrs["committed"] = n
             self._committed[name] = n
         self._file.flush()
@@ -392,8 +393,8 @@ class BankWriter:
             if self._file is not None:
                 self.finish()
         else:
-            if self.keep_partial and self._file is not None:
-                self.checkpoint()
+            # No checkpoint here: the failure may have interrupted an append half-way, so
+            # only rows committed by an explicit checkpoint() survive into a resumed run.
             self.abort()
 
 

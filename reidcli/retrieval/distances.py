@@ -18,7 +18,7 @@ Metric = Literal["cosine", "euclidean"]
 METRICS: tuple[str, ...] = ("cosine", "euclidean")
 
 # Working-set budget for one block of distances (and the temporaries derived from it).
-DEFAULT_CHUNK_BYTES = 256 * 2**20
+DEFAULT_CHUNK_BYTES = 128 * 2**20
 INT64_MAX = torch.iinfo(torch.int64).max
 
 
@@ -66,7 +66,7 @@ def pair_sqdist(
     out = torch.empty(rows.numel(), dtype=x.dtype, device=x.device)
     for s in range(0, rows.numel(), block):
         r, c = rows[s:s + block], cols[s:s + block]
-        dot = (x[r] * x[c]).sum(dim=1)
+        dot = torch.bmm(x[r].unsqueeze(1), x[c].unsqueeze(2)).view(-1)
         out[s:s + block] = (x_sq[r] + x_sq[c] - 2.0 * dot).clamp_(min=0.0)
     return out
 

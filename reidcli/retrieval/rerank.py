@@ -30,6 +30,7 @@ import torch
 from reidcli.retrieval.distances import (
     DEFAULT_CHUNK_BYTES,
     iter_row_chunks,
+    order_keys,
     pair_sqdist,
     sq_norms,
     sqdist,
@@ -39,7 +40,7 @@ from reidcli.retrieval.distances import (
 log = logging.getLogger(__name__)
 
 # Upper bound on expanded (row, column) entries handled at once in the sparse steps.
-_SPARSE_BLOCK = 4_000_000
+_SPARSE_BLOCK = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,30 @@ def _safe(m: torch.Tensor) -> torch.Tensor:
     return torch.where(m > 0, m, torch.ones_like(m))
 
 
+def _normalised_topk(d: torch.Tensor, m: torch.Tensor, length: int) -> torch.Tensor:
+    """Top-`length` columns of d / m (row-wise), stable ties, without dividing the block.
+
+    Division by a row constant keeps the order but may merge close values into ties, which
+    the stable tie-break then resolves by column. So: take one extra raw neighbour, divide
+    only the candidates, re-sort them by exact (value, column) keys, and redo a row in full
+    when the first excluded candidate ties with the last included one after division.
+    """
+    n = d.shape[1]
+    probe = min(length + 1, n)
+    vals, idx = stable_topk(d, probe)
+    nv = vals / m.unsqueeze(1)
+    width = min(length, n)
+    keys = order_keys(nv[:, :width], idx[:, :width])
+    order = keys.sort(dim=1).indices
+    out = idx[:, :width].gather(1, order)
+    if probe > width:
+        redo = torch.nonzero(nv[:, width] == nv[:, width - 1]).flatten()
+        if redo.numel():
+            full = d[redo] / m[redo].unsqueeze(1)
+            out[redo] = stable_topk(full, width)[1]
+    return out
+
+
 def neighbour_lists(x: torch.Tensor, length: int, budget: int = DEFAULT_CHUNK_BYTES
                     ) -> tuple[torch.Tensor, torch.Tensor]:
     """(top-`length` lists of the normalised distances, row maxima) for all rows of `x`."""
@@ -97,12 +122,11 @@ def neighbour_lists(x: torch.Tensor, length: int, budget: int = DEFAULT_CHUNK_BY
     x_sq = sq_norms(x)
     lists = torch.empty(n, min(length, n), dtype=torch.int64, device=x.device)
     rowmax = torch.empty(n, dtype=torch.float32, device=x.device)
-    for a, b in iter_row_chunks(n, n, budget, bytes_per_elem=12):
+    for a, b in iter_row_chunks(n, n, budget, bytes_per_elem=8):
         d = sqdist(x[a:b], x, x_sq[a:b], x_sq)
         m = d.max(dim=1).values
         rowmax[a:b] = m
-        d /= _safe(m).unsqueeze(1)
-        lists[a:b] = stable_topk(d, length)[1]
+        lists[a:b] = _normalised_topk(d, _safe(m), length)
     return lists, rowmax
 
 
@@ -121,29 +145,37 @@ def reciprocal_mask(lists: torch.Tensor, k: int, block: int = 8192
     return fwd, mask
 
 
-def expansion_pairs(lists: torch.Tensor, k1: int, block: int = 2048
+def expansion_pairs(lists: torch.Tensor, k1: int, block: int = 8192
                     ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(row, col) of every k-reciprocal expansion set, sorted, without duplicates."""
+    """(row, col) of every k-reciprocal expansion set, sorted by row then column, no repeats."""
     n = lists.shape[0]
     f1, m1 = reciprocal_mask(lists, k1)
     fh, mh = reciprocal_mask(lists, round(k1 / 2))
     size_h = mh.sum(dim=1)
-    keys = []
+    rows_out, cols_out = [], []
     for a in range(0, n, block):
         b = min(n, a + block)
         r1, ok1 = f1[a:b], m1[a:b]
         cand_lists, cand_ok = fh[r1], mh[r1]  # B x W1 x Wh: R(c, k1/2) of each candidate c
-        member = (cand_lists.unsqueeze(-1) == r1[:, None, None, :]) & ok1[:, None, None, :]
-        inter = (member.any(dim=-1) & cand_ok).sum(dim=-1)
+        # Membership in R(i, k1) by binary search in i's sorted reciprocal list.
+        r1_sorted = torch.where(ok1, r1, n).sort(dim=1).values
+        flat = cand_lists.reshape(b - a, -1)
+        at = torch.searchsorted(r1_sorted, flat).clamp_(max=r1.shape[1] - 1)
+        member = (r1_sorted.gather(1, at) == flat).view_as(cand_ok)
+        inter = (member & cand_ok).sum(dim=-1)
         # |R(c) ∩ R(i)| > 2/3 |R(c)|, in integers to avoid any rounding question.
         take = ok1 & (3 * inter > 2 * size_h[r1])
-        rows = torch.arange(a, b, device=lists.device).unsqueeze(1)
-        own = rows * n + r1
-        ext_ok = take.unsqueeze(-1) & cand_ok
-        ext = rows.unsqueeze(-1) * n + cand_lists
-        keys.append(torch.unique(torch.cat([own[ok1], ext[ext_ok]])))
-    k = torch.cat(keys)
-    return k // n, k % n
+        # Sort each row's candidate columns (at most W1 + W1*Wh of them) and drop repeats:
+        # small per-row sorts instead of one large global sort.
+        own = torch.where(ok1, r1, n)
+        ext = torch.where(take.unsqueeze(-1) & cand_ok, cand_lists, n).flatten(1)
+        merged = torch.cat([own, ext], dim=1).sort(dim=1).values
+        keep = merged < n
+        keep[:, 1:] &= merged[:, 1:] != merged[:, :-1]
+        r, t = keep.nonzero(as_tuple=True)
+        rows_out.append(r + a)
+        cols_out.append(merged[r, t])
+    return torch.cat(rows_out), torch.cat(cols_out)
 
 
 def build_v(x: torch.Tensor, rowmax: torch.Tensor, lists: torch.Tensor, k1: int) -> SparseRows:
@@ -156,28 +188,43 @@ def build_v(x: torch.Tensor, rowmax: torch.Tensor, lists: torch.Tensor, k1: int)
     return SparseRows.from_sorted(rows, cols, w / total[rows], n)
 
 
+def _padded(v: SparseRows, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """V as N x W arrays (columns padded with n, values with 0), W = most non-zeros in a row."""
+    counts = v.indptr[1:] - v.indptr[:-1]
+    width = max(1, int(counts.max()) if n else 1)
+    rows = torch.repeat_interleave(torch.arange(n, device=v.cols.device), counts)
+    slot = torch.arange(v.nnz, device=v.cols.device) - v.indptr[rows]
+    cols = torch.full((n, width), n, dtype=torch.int64, device=v.cols.device)
+    vals = torch.zeros((n, width), dtype=v.vals.dtype, device=v.vals.device)
+    cols[rows, slot] = v.cols
+    vals[rows, slot] = v.vals
+    return cols, vals
+
+
 def local_query_expansion(v: SparseRows, lists: torch.Tensor, k2: int) -> SparseRows:
     """V[i] <- mean of V over i's top-k2 list (the classic skips this step when k2 == 1)."""
     n = lists.shape[0]
     if k2 == 1:
         return v
     w = min(k2, lists.shape[1])
-    per_row = max(1, v.nnz // max(1, n)) * w
-    step = max(1, _SPARSE_BLOCK // max(1, per_row))
+    pcols, pvals = _padded(v, n)
+    span = w * pcols.shape[1]
+    step = max(1, _SPARSE_BLOCK // span)
     out_rows, out_cols, out_vals = [], [], []
     for a in range(0, n, step):
         b = min(n, a + step)
-        src_rows = lists[a:b, :w].reshape(-1)
-        counts = v.indptr[src_rows + 1] - v.indptr[src_rows]
-        src, owner = _gather_ranges(v.indptr[src_rows], counts)
-        dest_row = torch.arange(a, b, device=lists.device).repeat_interleave(w)[owner]
-        key = dest_row * n + v.cols[src]
-        uniq, inverse = torch.unique(key, return_inverse=True)
-        acc = torch.zeros(uniq.numel(), dtype=v.vals.dtype, device=v.vals.device)
-        acc.index_add_(0, inverse, v.vals[src])
-        out_rows.append(uniq // n)
-        out_cols.append(uniq % n)
-        out_vals.append(acc / w)
+        nb = lists[a:b, :w]
+        cols, order = pcols[nb].reshape(b - a, span).sort(dim=1)
+        vals = pvals[nb].reshape(b - a, span).gather(1, order)
+        # Equal columns are now adjacent: number the groups and sum each one.
+        start = cols < n
+        start[:, 1:] &= cols[:, 1:] != cols[:, :-1]
+        group = (start.cumsum(dim=1) - 1).clamp_(min=0)
+        sums = torch.zeros_like(vals).scatter_add_(1, group, vals)
+        r, t = start.nonzero(as_tuple=True)
+        out_rows.append(r + a)
+        out_cols.append(cols[r, t])
+        out_vals.append(sums[r, group[r, t]] / w)
     return SparseRows.from_sorted(torch.cat(out_rows), torch.cat(out_cols), torch.cat(out_vals), n)
 
 
@@ -221,7 +268,9 @@ def jaccard_block(v: SparseRows, inv: InvertedGallery, a: int, b: int, num_galle
         m.index_add_(0, qrow[s:e][owner] * num_gallery + inv.items[src], mins)
         s = e
     m = m.view(b - a, num_gallery)
-    return 1.0 - m / (2.0 - m)
+    # 1 - m / (2 - m), in place: these blocks are the largest arrays of the whole algorithm.
+    denom = torch.sub(2.0, m)
+    return m.div_(denom).neg_().add_(1.0)
 
 
 def rerank_blocks(
@@ -248,7 +297,7 @@ def rerank_blocks(
     x_sq = sq_norms(x)
     g_sq = x_sq[nq:]
     lam = params.lambda_value
-    for a, b in iter_row_chunks(nq, ng, budget, bytes_per_elem=16):
+    for a, b in iter_row_chunks(nq, ng, budget, bytes_per_elem=24):
         orig = sqdist(query[a:b], gallery, x_sq[a:b], g_sq)
         orig /= _safe(rowmax[a:b]).unsqueeze(1)
         final = jaccard_block(v, inv, a, b, ng)

@@ -398,14 +398,7 @@ def pretrain(cfg: PretrainConfig) -> PretrainResult:
     cfg = cfg.resolved()
     if cfg.resume:
         resume_config(cfg)
-    device_type = "cuda" if cfg.device == "auto" and torch.cuda.is_available() else cfg.device
-    if device_type == "auto":
-        device_type = "cpu"
-    try:
-        device_type = torch.device(device_type).type
-    except RuntimeError as err:
-        raise ReidError(f"unknown device {cfg.device!r}: {err}") from None
-    ctx = du.init_distributed(device_type)
+    ctx = du.init_distributed(du.device_type(cfg.device))
     try:
         device = du.resolve_device(cfg.device, ctx)
         if cfg.batch_size % ctx.world_size:

@@ -47,6 +47,17 @@ def env_world() -> tuple[int, int, int]:
     return rank, world, local
 
 
+def device_type(requested: str) -> str:
+    """`cpu` or `cuda` for a `--device` value (`auto` = CUDA when present), before the
+    process group exists (the backend depends on it)."""
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        return torch.device(requested).type
+    except RuntimeError as err:
+        raise ReidError(f"unknown device {requested!r}: {err}") from None
+
+
 def resolve_device(requested: str, ctx: DistContext) -> torch.device:
     """`auto` picks CUDA when present; under DDP each rank takes GPU LOCAL_RANK."""
     if requested == "auto":

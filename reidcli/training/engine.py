@@ -98,15 +98,6 @@ def _unwrap(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, DistributedDataParallel) else model
 
 
-def _device_type(requested: str) -> str:
-    if requested == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        return torch.device(requested).type
-    except RuntimeError as err:
-        raise ReidError(f"unknown device {requested!r}: {err}") from None
-
-
 class _Trainer:
     def __init__(self, cfg: FinetuneConfig, ctx: du.DistContext, hooks: Hooks | None) -> None:
         self.cfg = cfg
@@ -497,7 +488,7 @@ def finetune(cfg: FinetuneConfig, hooks: Hooks | None = None) -> RunResult:
     and leaves the group when done; only rank 0 writes to the run directory.
     """
     cfg.validate()
-    ctx = du.init_distributed(_device_type(cfg.device))
+    ctx = du.init_distributed(du.device_type(cfg.device))
     try:
         return _Trainer(cfg, ctx, hooks).run_training()
     finally:
