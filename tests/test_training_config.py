@@ -94,9 +94,12 @@ def test_resume_config_applies_runtime_overrides(tmp_path: Path) -> None:
 def test_published_recipes_load(recipe: Path) -> None:
     cfg = resolve_config(recipe, {"output": "run"})
     cfg.validate()
-    assert cfg.epochs == 120 and cfg.batch_size == 64
-    assert cfg.optimizer == "sgd" and cfg.wd == 1e-4 and cfg.soft_margin
-    assert cfg.label_smoothing == 0.0
+    assert cfg.batch_size == 64
+    # TransReID-lineage recipes (ViT, SOLIDER Swin); BoT and DINOv2: test_training_backbones.
+    if not recipe.stem.startswith(("bot_", "dinov2_")):
+        assert cfg.epochs == 120
+        assert cfg.optimizer == "sgd" and cfg.wd == 1e-4 and cfg.soft_margin
+        assert cfg.label_smoothing == 0.0
     header = recipe.read_text().splitlines()[0]
     assert header.startswith("#")
 

@@ -47,11 +47,13 @@ def finetune(
         None, "--workers", help="DataLoader worker processes [default: 8].",
         rich_help_panel=PANEL_DATA),
     backbone: str | None = typer.Option(
-        None, "--backbone", help="vit-b, vit-s, vit-t, deit-s, deit-b, vit-small-demo, "
-        "vit-tiny-test [default: vit-b].", rich_help_panel=PANEL_MODEL),
-    stride: int | None = typer.Option(
-        None, "--stride", help="Patch-embedding stride: 16, 12 or 11 [default: 16].",
+        None, "--backbone", help="ViT: vit-b, vit-s, vit-t, deit-s, deit-b; DINOv2: "
+        "dinov2-s/b/l/g (+ -reg for 4 registers); SOLIDER Swin: swin-t/s/b; BoT: resnet50; "
+        "tests/demos: vit-small-demo, *-tiny-test (see docs/backbones.md) [default: vit-b].",
         rich_help_panel=PANEL_MODEL),
+    stride: int | None = typer.Option(
+        None, "--stride", help="Patch-embedding stride of ViT backbones: 16, 12 or 11 "
+        "[default: the patch size, 16; DINOv2 14].", rich_help_panel=PANEL_MODEL),
     stem: str | None = typer.Option(
         None, "--stem", help="patch or ics (TransReID-SSL's conv stem) [default: patch].",
         rich_help_panel=PANEL_MODEL),
@@ -88,9 +90,17 @@ def finetune(
     drop_path: float | None = typer.Option(
         None, "--drop-path", help="Stochastic depth rate [default: 0.1].",
         rich_help_panel=PANEL_MODEL),
+    semantic_weight: float | None = typer.Option(
+        None, "--semantic-weight", help="SOLIDER's semantic weight lambda in [0, 1] (Swin "
+        "backbones) [default: 0.2].", rich_help_panel=PANEL_MODEL),
+    freeze_backbone: bool | None = typer.Option(
+        None, "--freeze-backbone/--no-freeze-backbone", help="Linear probe: train only the "
+        "BNNeck and classifier on a frozen backbone (DINOv2 recipe).",
+        rich_help_panel=PANEL_MODEL),
     pretrained: str | None = typer.Option(
         None, "--pretrained", help="Initial weights: a checkpoint file (timm/ImageNet, DINO, "
-        "iBOT, PASS, a reid run) or `timm`.", rich_help_panel=PANEL_MODEL),
+        "iBOT, PASS, DINOv2 (timm or Meta), SOLIDER, torchvision ResNet, a reid run) or `timm`.",
+        rich_help_panel=PANEL_MODEL),
     allow_partial: bool | None = typer.Option(
         None, "--allow-partial/--no-allow-partial",
         help="Accept checkpoints whose shapes do not all fit.", rich_help_panel=PANEL_MODEL),
@@ -107,8 +117,11 @@ def finetune(
     images_per_id: int | None = typer.Option(
         None, "--images-per-id", help="K of the PK batch.", rich_help_panel=PANEL_OPTIM),
     optimizer: str | None = typer.Option(
-        None, "--optimizer", help="sgd (momentum 0.9) or adamw [default: sgd].",
+        None, "--optimizer", help="sgd (momentum 0.9), adam or adamw [default: sgd].",
         rich_help_panel=PANEL_OPTIM),
+    lr_decay: float | None = typer.Option(
+        None, "--lr-decay", help="Layer-wise lr decay in (0, 1] for full fine-tuning (e.g. "
+        "0.75 for DINOv2) [default: off].", rich_help_panel=PANEL_OPTIM),
     wd: float | None = typer.Option(
         None, "--wd", help="Weight decay [default: 1e-4].", rich_help_panel=PANEL_OPTIM),
     warmup_epochs: int | None = typer.Option(
@@ -146,7 +159,8 @@ def finetune(
         None, "--device", help="auto, cpu, cuda or cuda:N [default: auto].",
         rich_help_panel=PANEL_RUN),
 ) -> None:
-    """Supervised TransReID fine-tuning (ID + triplet loss, SIE, JPM) into a run directory."""
+    """Supervised fine-tuning (ID + triplet loss; TransReID SIE/JPM for ViTs; DINOv2, SOLIDER
+    Swin, ResNet BoT) into a run directory."""
     from reidcli.training import finetune as run_finetune
     from reidcli.training.config import resolve_config, resume_config
 
@@ -178,6 +192,8 @@ def finetune(
         neck_feat=neck_feat,
         part_tokens=part_tokens,
         drop_path=drop_path,
+        semantic_weight=semantic_weight,
+        freeze_backbone=freeze_backbone,
         pretrained=pretrained,
         allow_partial=allow_partial,
         epochs=epochs,
@@ -185,6 +201,7 @@ def finetune(
         ids_per_batch=ids_per_batch if ids_per_batch is not None else p_k[0],
         images_per_id=images_per_id if images_per_id is not None else p_k[1],
         optimizer=optimizer,
+        lr_decay=lr_decay,
         wd=wd,
         warmup_epochs=warmup_epochs,
         label_smoothing=label_smoothing,

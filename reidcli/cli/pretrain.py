@@ -75,13 +75,14 @@ def pretrain(
         None, "--warmup-teacher-temp-epochs", help="Epochs warming the teacher temperature "
         "up from 0.04 [default: 0].", rich_help_panel=PANEL_METHOD),
     backbone: str | None = typer.Option(
-        None, "--backbone", help="vit-s, vit-b, vit-t, deit-s, deit-b, vit-small-demo, "
-        "vit-tiny-test [default: vit-s].", rich_help_panel=PANEL_MODEL),
+        None, "--backbone", help="ViT-family backbones only: vit-s, vit-b, vit-t, deit-s, "
+        "deit-b, dinov2-s/b/l/g (not -reg with pass), vit-small-demo, vit-tiny-test [default: "
+        "vit-s]. Swin and ResNet cannot be pre-trained here.", rich_help_panel=PANEL_MODEL),
     stem: str | None = typer.Option(
         None, "--stem", help="patch or ics (TransReID-SSL's conv stem) [default: patch].",
         rich_help_panel=PANEL_MODEL),
     stride: int | None = typer.Option(
-        None, "--stride", help="Patch-embedding stride [default: 16].",
+        None, "--stride", help="Patch-embedding stride [default: the patch size, 16; DINOv2 14].",
         rich_help_panel=PANEL_MODEL),
     init: str | None = typer.Option(
         None, "--init", help="Start from these weights (ImageNet/timm file, DINO/iBOT/PASS "

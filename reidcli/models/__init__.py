@@ -1,4 +1,4 @@
-"""ReID models: timm ViT backbones with TransReID's SIE/JPM/BNNeck, PASS part tokens, loaders."""
+"""ReID models: timm ViT (TransReID, PASS), DINOv2, SOLIDER Swin, ResNet; BNNeck; loaders."""
 
 from reidcli.models.checkpoint import load_model, read_config, save_model
 from reidcli.models.config import BACKBONES, ModelConfig

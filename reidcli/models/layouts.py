@@ -24,7 +24,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from reidcli.errors import CheckpointError
-from reidcli.models.config import token_grid
+from reidcli.models.config import ModelConfig, token_grid
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "model.json"
@@ -113,7 +113,15 @@ def _read_safetensors(path: Path) -> Source:
 def _from_reidcli(state: dict[str, torch.Tensor], config: dict[str, Any], layout: str) -> Source:
     """Our own weights (fine-tuning or pre-training runs) plus the model.json beside them."""
     src = _from_flat(state, layout)
-    if "img_size" in config:
+    try:
+        cfg: ModelConfig | None = ModelConfig.from_dict(config) if config else None
+    except (ValueError, TypeError):
+        cfg = None
+    if cfg is not None:
+        if cfg.spec.tokens:
+            src.grid = cfg.grid
+            src.prefix_slots = 0 if (cfg.part_tokens or cfg.spec.registers) else 1
+    elif "img_size" in config:
         stem = config.get("stem", "patch")
         src.grid = token_grid(tuple(config["img_size"]), int(config.get("stride", 16)), stem)
         src.prefix_slots = 0 if config.get("part_tokens", 0) else 1
@@ -191,7 +199,43 @@ def _from_flat(state: dict[str, Any], layout: str) -> Source:
             backbone[k] = v
     src = Source(layout=layout, backbone=backbone, extras=extras, dropped=dropped)
     _fold_pass_tokens(src)
+    _map_dinov2_meta(src)
     return src
+
+
+_META_CHUNKED = re.compile(r"^blocks\.\d+\.(\d+)\.(.*)$")
+_META_SWIGLU = (("mlp.w12.", "mlp.fc1."), ("mlp.w3.", "mlp.fc2."))
+
+
+def _map_dinov2_meta(src: Source) -> None:
+    """Meta's DINOv2 names -> timm's.
+
+    Meta's state dicts (`dinov2_vit*14*_pretrain.pth`, and the `teacher` of its training
+    checkpoints) differ from timm's in: `register_tokens` (timm `reg_token`), `mask_token`
+    (iBOT's, dropped), chunked blocks `blocks.{chunk}.{i}.*` (timm `blocks.{i}.*`, i global)
+    and the giant model's SwiGLU `mlp.w12` / `mlp.w3` (timm `mlp.fc1` / `mlp.fc2`). Its
+    `pos_embed` always has one class slot (1 + 37*37 = 1370 at 518x518) and no register slots;
+    LayerScale (`ls1.gamma`, `ls2.gamma`) is named as in timm.
+    """
+    bb = src.backbone
+    meta = "register_tokens" in bb or (
+        "mask_token" in src.dropped and any(k.endswith(".ls1.gamma") for k in bb)
+    )
+    if not meta:
+        return
+    renamed: dict[str, torch.Tensor] = {}
+    for key, value in bb.items():
+        if key == "register_tokens":
+            key = "reg_token"
+        elif m := _META_CHUNKED.match(key):
+            key = f"blocks.{m.group(1)}.{m.group(2)}"
+        for old, new in _META_SWIGLU:
+            key = key.replace(old, new)
+        renamed[key] = value
+    src.backbone = renamed
+    src.layout = "dinov2-meta" if src.layout == "timm" else f"{src.layout}+dinov2-meta"
+    src.prefix_slots = 1
+    src.notes.append("Meta DINOv2 names mapped to timm's (registers, chunked blocks, SwiGLU)")
 
 
 _PASS_PART = re.compile(r"^part_token(\d+)$")

@@ -2,7 +2,8 @@
 
 Rules (also in docs/models.md):
 - Position embeddings: prefix slots are split off, the patch grid is resized bilinearly
-  (align_corners=False, no antialias) from an explicit old grid to the model's grid.
+  (align_corners=False, no antialias; DINOv2: bicubic, as its own runtime interpolation)
+  from an explicit old grid to the model's grid.
 - The old grid is, in order: the `old_grid` argument; the checkpoint's metadata (our
   model.json, DINO/PASS `args.height/width/patch_size`); the model's own grid when the token
   count matches; a square grid (ImageNet 14x14, 24x24, ...); the one known person layout with
@@ -15,6 +16,8 @@ Rules (also in docs/models.md):
   copied from the loaded last block. Classifier/SIE tables of another size, and heads/SIE/JPM
   weights the model was built without, are dropped (they are dataset- or option-specific).
   Every other missing, unexpected or mis-shaped key is an error unless `allow_partial`.
+- Swin (SOLIDER, Microsoft, timm) and ResNet (timm/torchvision) checkpoints are mapped by
+  their family: see `swin_weights`; a ResNet's ImageNet classifier `fc.*` is dropped.
 """
 
 from __future__ import annotations
@@ -108,14 +111,19 @@ def infer_old_grid(
     return known.pop() if len(known) == 1 else None
 
 
-def resize_grid(pos: torch.Tensor, old: tuple[int, int], new: tuple[int, int]) -> torch.Tensor:
-    """(1, old_h*old_w, D) -> (1, new_h*new_w, D): bilinear, align_corners=False, no antialias."""
+def resize_grid(
+    pos: torch.Tensor,
+    old: tuple[int, int],
+    new: tuple[int, int],
+    interpolation: str = "bilinear",
+) -> torch.Tensor:
+    """(1, old_h*old_w, D) -> (1, new_h*new_w, D): align_corners=False, no antialias."""
     return resample_abs_pos_embed(
         pos,
         new_size=list(new),
         old_size=list(old),
         num_prefix_tokens=0,
-        interpolation="bilinear",
+        interpolation=interpolation,
         antialias=False,
         align_corners=False,
     )
@@ -140,7 +148,10 @@ def load_pretrained(
     src = read_source(path, timm_name=None if spec.overrides else spec.timm_name)
     report = LoadReport(source=str(path), layout=src.layout, dropped=list(src.dropped))
     report.notes += src.notes
-    backbone = _fit_backbone(model, src, old_grid, report)
+    if model.token_backbone:
+        backbone = _fit_backbone(model, src, old_grid, report)
+    else:
+        backbone = _fit_pooled_backbone(model, src, report)
     state = {f"backbone.{k}": v for k, v in backbone.items()} | src.extras
     target = model.state_dict()
 
@@ -184,11 +195,38 @@ def _partial_message(report: LoadReport) -> str:
     if report.unexpected:
         parts.append(f"keys the model does not have: {_short_list(report.unexpected)}")
         if any(k.endswith("reg_token") for k in report.unexpected):
-            parts.append("(the checkpoint has PASS part tokens: set part_tokens)")
+            parts.append(
+                "(the checkpoint has register or PASS part tokens: use a -reg DINOv2 backbone "
+                "or set part_tokens)"
+            )
     missing = [k for k in report.missing if not k.startswith(EXPECTED_MISSING)]
     if missing:
         parts.append(f"keys missing from the checkpoint: {_short_list(missing)}")
     return f"{report.source} does not fit the model: " + "; ".join(parts)
+
+
+def _fit_pooled_backbone(
+    model: ReidModel, src: Source, report: LoadReport
+) -> dict[str, torch.Tensor]:
+    """Swin / ResNet checkpoints in the model's key names."""
+    if model.cfg.family == "swin":
+        from reidcli.models.swin_weights import fit_swin_state
+
+        state, dropped, resized, notes, layout = fit_swin_state(model.backbone, src.backbone)
+        report.layout = layout if src.layout in ("timm", "safetensors") else (
+            f"{src.layout}+{layout}"
+        )
+        report.dropped += dropped
+        report.resized += [f"backbone.{k}" for k in resized]
+        report.notes += notes
+        return state
+    state = {}
+    for key, value in src.backbone.items():
+        if key.startswith("fc."):
+            report.dropped.append(key)  # the ImageNet classifier
+        else:
+            state[key] = value
+    return state
 
 
 def _fit_backbone(
@@ -254,11 +292,13 @@ def _fit_pos_embed(
         )
     prefix, grid_pos = pos[:, :slots], pos[:, slots:]
     if grid != new_grid:
-        grid_pos = resize_grid(grid_pos, grid, new_grid)
+        # DINOv2 resizes its 37x37 table bicubically at run time; keep its convention.
+        mode = "bicubic" if model.cfg.family == "dinov2" else "bilinear"
+        grid_pos = resize_grid(grid_pos, grid, new_grid, mode)
         report.resized.append("backbone.pos_embed")
         report.notes.append(
             f"pos_embed grid {grid[0]}x{grid[1]} -> {new_grid[0]}x{new_grid[1]} "
-            f"(bilinear, align_corners=False, no antialias)"
+            f"({mode}, align_corners=False, no antialias)"
         )
     model_slots = 0 if vit.no_embed_class else vit.num_prefix_tokens
     if slots != model_slots:

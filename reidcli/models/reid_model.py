@@ -1,12 +1,19 @@
-"""The ReID network: timm ViT backbone + optional SIE, JPM and PASS part tokens + BNNeck heads."""
+"""The ReID network: a backbone + optional SIE, JPM and PASS part tokens + BNNeck heads.
+
+Token backbones (ViT, DeiT, DINOv2) run the TransReID token pipeline below; pooled backbones
+(SOLIDER Swin, ResNet) expose `forward_features(x) -> (B, D)`, the one global feature that
+goes to the BNNeck. `ModelConfig` rejects the token-only options for pooled backbones.
+"""
 
 from __future__ import annotations
 
+import contextlib
 from typing import NamedTuple
 
 import torch
 from torch import nn
 
+from reidcli.errors import ReidError
 from reidcli.models.backbone import build_backbone
 from reidcli.models.config import ModelConfig
 from reidcli.models.heads import BNNeck
@@ -17,8 +24,8 @@ from reidcli.models.sie import SideInfoEmbedding
 class ReidOutput(NamedTuple):
     """Training-mode output; index 0 is the global branch, then the JPM local branches.
 
-    `feats` are pre-BN (for the triplet loss), `logits` come from the post-BN features (ID
-    loss); `logits` is empty when the model has no classifier.
+    `feats` are pre-BN (for the triplet loss; post-BN with a frozen backbone), `logits` come
+    from the post-BN features (ID loss); `logits` is empty when the model has no classifier.
     """
 
     logits: list[torch.Tensor]
@@ -29,8 +36,9 @@ class ReidModel(nn.Module):
     """TransReID-style model.
 
     Parameter layout (the keys of `model.safetensors`):
-      backbone.*   timm VisionTransformer (cls_token, reg_token = PASS parts, pos_embed,
-                   patch_embed, blocks, norm)
+      backbone.*   timm VisionTransformer (cls_token, reg_token = PASS parts or DINOv2
+                   registers, pos_embed, patch_embed, blocks, norm); for Swin timm's Swin
+                   names + semantic_embed_w/b; for ResNet timm/torchvision names without fc
       sie.embed    SIE table (C*V, 1, D), only with SIE
       jpm.*        JPM's shared local branch (block + norm), only with JPM
       heads.{i}.*  BNNeck (+ classifier) per branch: 0 = global, 1..K = JPM groups
@@ -44,9 +52,15 @@ class ReidModel(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.backbone = build_backbone(cfg)
-        dim = self.backbone.embed_dim
+        self.token_backbone = cfg.spec.tokens
+        self.backbone_frozen = False
+        if self.token_backbone:
+            dim = self.backbone.embed_dim
+            self.num_prefix_tokens = self.backbone.num_prefix_tokens
+        else:
+            dim = self.backbone.num_features
+            self.num_prefix_tokens = 0
         self.embed_dim = dim
-        self.num_prefix_tokens = self.backbone.num_prefix_tokens
         self.sie: SideInfoEmbedding | None = None
         if cfg.sie_enabled:
             self.sie = SideInfoEmbedding(
@@ -77,6 +91,24 @@ class ReidModel(nn.Module):
     def num_branches(self) -> int:
         return len(self.heads)
 
+    def freeze_backbone(self) -> None:
+        """Linear-probe mode: the backbone gets no gradients, runs under no_grad (no activations
+        kept for backward) and stays in eval mode (no drop_path, BN statistics fixed)."""
+        if self.sie is not None or self.jpm is not None:
+            raise ReidError(
+                "a frozen backbone trains only the BNNeck and classifier; SIE and JPM need "
+                "gradients through the backbone (drop --sie/--jpm or --freeze-backbone)"
+            )
+        self.backbone.requires_grad_(False)
+        self.backbone_frozen = True
+        self.backbone.eval()
+
+    def train(self, mode: bool = True) -> ReidModel:
+        super().train(mode)
+        if self.backbone_frozen:
+            self.backbone.eval()
+        return self
+
     def sync_jpm(self) -> None:
         """Copy the backbone's last block + norm into JPM's local branch (after loading weights)."""
         if self.jpm is not None:
@@ -89,6 +121,8 @@ class ReidModel(nn.Module):
         viewids: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Embedded token sequence (B, prefix + N, D) before the first block."""
+        if not self.token_backbone:
+            raise ReidError(f"{self.cfg.backbone} is not a token backbone: it has no tokens")
         vit = self.backbone
         x = vit.patch_embed(x)
         # timm's own prefix-token + position-embedding logic (class slot or not, registers).
@@ -106,6 +140,18 @@ class ReidModel(nn.Module):
         viewids: torch.Tensor | None = None,
     ) -> list[torch.Tensor]:
         """Pre-BN feature of every branch: [global, local_1, ..., local_K]."""
+        frozen = torch.no_grad() if self.backbone_frozen else contextlib.nullcontext()
+        with frozen:
+            if not self.token_backbone:
+                return [self.backbone.forward_features(x)]
+            return self._token_branches(x, camids, viewids)
+
+    def _token_branches(
+        self,
+        x: torch.Tensor,
+        camids: torch.Tensor | None,
+        viewids: torch.Tensor | None,
+    ) -> list[torch.Tensor]:
         vit = self.backbone
         x = self.tokens(x, camids, viewids)
         if self.jpm is None:
@@ -138,6 +184,10 @@ class ReidModel(nn.Module):
             logits = []
             if self.heads[0].classifier is not None:
                 logits = [head.logits(f) for head, f in zip(self.heads, feats, strict=True)]
+            if self.backbone_frozen:
+                # Pre-BN features of a frozen backbone are constants: a triplet loss on them
+                # could train nothing, so it sees the (trainable) post-BN features instead.
+                feats = [head(f) for head, f in zip(self.heads, feats, strict=True)]
             return ReidOutput(logits=logits, feats=feats)
         if self.cfg.neck_feat == "after":
             feats = [head(f) for head, f in zip(self.heads, feats, strict=True)]

@@ -54,7 +54,8 @@ class PretrainConfig:
     # [model]
     backbone: str = setting("vit-s", "model")
     stem: str = setting("patch", "model")
-    stride: int = setting(16, "model")
+    stride: int | None = setting(None, "model")
+    """Patch-embedding stride; None = the backbone's patch size (16; DINOv2 14)."""
     drop_path: float = setting(0.1, "model")
     init: str | None = setting(None, "model")
     """Start from these weights (a checkpoint file or a run directory)."""
@@ -136,6 +137,7 @@ class PretrainConfig:
             problems.append("no run directory given (-o/--output RUN_DIR)")
         if self.method not in METHODS:
             problems.append(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        problems += backbone_problems(self.backbone, self.method)
         if self.amp not in AMP_MODES:
             problems.append(f"amp must be one of {', '.join(AMP_MODES)}, got {self.amp!r}")
         if self.epochs < 1:
@@ -166,6 +168,33 @@ class PretrainConfig:
         if problems:
             raise ReidError("invalid pre-training configuration: " + "; ".join(problems))
         return self
+
+
+def backbone_problems(backbone: str, method: str) -> list[str]:
+    """Why `method` cannot pre-train `backbone` (empty when it can).
+
+    Every method here (DINO, DINO+MIM, PASS) works on a ViT token sequence: the CLS token
+    feeds the DINO head, MIM masks patch tokens, PASS adds [PART] tokens. ViT/DeiT and DINOv2
+    backbones qualify (DINOv2 `-reg` ones not with PASS: their register slots are taken);
+    Swin (SOLIDER) and ResNet have no tokens.
+    """
+    from reidcli.models.config import BACKBONES
+
+    spec = BACKBONES.get(backbone)
+    if spec is None:
+        return [f"unknown backbone {backbone!r}; choose from {', '.join(BACKBONES)}"]
+    if not spec.tokens:
+        return [
+            f"pre-training ({', '.join(METHODS)}) needs a ViT-family backbone (vit-*, deit-*, "
+            f"dinov2-*); {backbone} is a {spec.family} backbone without tokens: start "
+            f"`reid finetune` from its published weights instead (SOLIDER / ImageNet)"
+        ]
+    if method == "pass" and spec.registers:
+        return [
+            f"pass needs [PART] tokens in the register slots, which {backbone} already uses "
+            f"for its {spec.registers} registers: use the backbone without -reg"
+        ]
+    return []
 
 
 SCHEMA = RecipeSchema(PretrainConfig, {

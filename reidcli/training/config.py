@@ -21,7 +21,8 @@ from reidcli.utils.recipes import RecipeSchema, setting
 
 AMP_MODES = ("auto", "bf16", "fp16", "off")
 NECK_FEATS = ("before", "after")
-OPTIMIZER_NAMES = ("sgd", "adamw")
+OPTIMIZER_NAMES = ("sgd", "adam", "adamw")
+LR_SCHEDULES = ("cosine", "step")
 
 
 @dataclass
@@ -46,7 +47,8 @@ class FinetuneConfig:
     erase_prob: float = setting(0.5, "input")
     # [model]
     backbone: str = setting("vit-b", "model")
-    stride: int = setting(16, "model")
+    stride: int | None = setting(None, "model")
+    """Patch-embedding stride of ViT backbones; None = the patch size (16; DINOv2 14)."""
     stem: str = setting("patch", "model")
     sie: bool = setting(False, "model")
     sie_view: bool = setting(False, "model")
@@ -60,6 +62,12 @@ class FinetuneConfig:
     part_tokens: int = setting(0, "model")
     """PASS part tokens (3 for PASS checkpoints): feature = concat(CLS, mean of PARTs)."""
     drop_path: float = setting(0.1, "model")
+    semantic_weight: float | None = setting(None, "model")
+    """SOLIDER's lambda for Swin backbones; None = 0.2 (SOLIDER-REID)."""
+    window_size: int | None = setting(None, "model")
+    """Swin attention window; None = 7 (the pre-trained one)."""
+    freeze_backbone: bool = setting(False, "model")
+    """Linear probe: train only the BNNeck and classifier; the backbone runs under no_grad."""
     pretrained: str | None = setting(None, "model")
     allow_partial: bool = setting(False, "model")
     # [loss]
@@ -81,6 +89,12 @@ class FinetuneConfig:
     warmup_epochs: int = setting(5, "optim")
     warmup_factor: float = setting(0.01, "optim")
     min_lr_factor: float = setting(0.002, "optim")
+    lr_schedule: str = setting("cosine", "optim")
+    """cosine (TransReID) or step (BoT: x lr_gamma at each of lr_steps), both after warm-up."""
+    lr_steps: tuple[int, ...] = setting((40, 70), "optim")
+    lr_gamma: float = setting(0.1, "optim")
+    lr_decay: float | None = setting(None, "optim")
+    """Layer-wise lr decay: layer l of L gets lr * lr_decay**(L + 1 - l); None = off."""
     # [train]
     ids_per_batch: int = setting(16, "train")
     images_per_id: int = setting(4, "train")
@@ -119,6 +133,21 @@ class FinetuneConfig:
             problems.append(
                 f"optimizer must be one of {', '.join(OPTIMIZER_NAMES)}, got {self.optimizer!r}"
             )
+        if self.lr_schedule not in LR_SCHEDULES:
+            problems.append(
+                f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}"
+            )
+        if self.lr_schedule == "step" and list(self.lr_steps) != sorted(set(self.lr_steps)):
+            problems.append(f"lr_steps must be increasing epochs, got {self.lr_steps!r}")
+        if self.lr_decay is not None and not 0 < self.lr_decay <= 1:
+            problems.append(f"lr_decay must be in (0, 1], got {self.lr_decay}")
+        if self.freeze_backbone and self.lr_decay is not None:
+            problems.append("lr_decay applies to full fine-tuning, not to --freeze-backbone")
+        if self.freeze_backbone and (self.sie or self.sie_view or self.jpm):
+            problems.append(
+                "--freeze-backbone trains only the BNNeck and classifier; SIE and JPM need "
+                "gradients through the backbone"
+            )
         if self.neck_feat not in NECK_FEATS:
             problems.append(f"neck_feat must be before or after, got {self.neck_feat!r}")
         if self.epochs < 1:
@@ -146,7 +175,9 @@ class FinetuneConfig:
         return self
 
 
-SCHEMA = RecipeSchema(FinetuneConfig, {"size": int, "mean": float, "std": float})
+SCHEMA = RecipeSchema(
+    FinetuneConfig, {"size": int, "mean": float, "std": float, "lr_steps": int}
+)
 FIELDS = SCHEMA.fields
 
 

@@ -168,12 +168,18 @@ class _Trainer:
                 drop_path=cfg.drop_path,
                 mean=cfg.mean,
                 std=cfg.std,
+                semantic_weight=cfg.semantic_weight,
+                window_size=cfg.window_size,
             )
         except ValueError as err:
             raise ReidError(f"invalid model options: {err}") from None
         model = build_model(self.model_cfg)
         if cfg.pretrained and not cfg.resume:
             self._load_pretrained(model)
+        if cfg.freeze_backbone:
+            model.freeze_backbone()
+            if not cfg.pretrained:
+                log.warning("--freeze-backbone without --pretrained trains on random features")
         self.model = model.to(self.device)
         if ctx.enabled:
             self.ddp: nn.Module = DistributedDataParallel(
@@ -190,10 +196,12 @@ class _Trainer:
             momentum=cfg.momentum,
             bias_lr_factor=cfg.bias_lr_factor,
             weight_decay_bias=cfg.wd_bias,
+            lr_decay=cfg.lr_decay,
         )
         self.scheduler = build_scheduler(
             self.optimizer, cfg.lr, cfg.epochs, cfg.warmup_epochs,
             cfg.warmup_factor, cfg.min_lr_factor,
+            kind=cfg.lr_schedule, steps=cfg.lr_steps, gamma=cfg.lr_gamma,
         )
         self.scaler = torch.amp.GradScaler(
             self.device.type, enabled=self.amp == torch.float16

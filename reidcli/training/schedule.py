@@ -14,12 +14,21 @@ epoch trains at exactly lr_min. With lr 0.008, 120 epochs and 5 warm-up epochs (
 TransReID default SOLVER.WARMUP_EPOCHS, which no published config overrides) epoch 20
 trains at 7.4652e-3. `lr_min` and `warmup_lr_init` are absolute, so the x2 bias group
 warms up from the same 0.01*lr and ends at the same floor as the weights.
+
+The BoT recipe's step schedule (`kind="step"`) is timm's MultiStepLRScheduler with the same
+warm-up and stepping: after warm-up, lr * gamma**k where k counts the milestones reached.
+timm compares `epoch + 1` with the milestones, so with milestones (40, 70) epochs 39..68 train
+at lr * 0.1 and epochs 69.. at lr * 0.01 (1-based epochs; BoT's own loop, stepping a 0-based
+counter, decays one epoch later).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
-from timm.scheduler import CosineLRScheduler
+from timm.scheduler import CosineLRScheduler, MultiStepLRScheduler
+from timm.scheduler.scheduler import Scheduler
 
 WARMUP_FACTOR = 0.01
 MIN_LR_FACTOR = 0.002
@@ -32,12 +41,27 @@ def build_scheduler(
     warmup_epochs: int,
     warmup_factor: float = WARMUP_FACTOR,
     min_lr_factor: float = MIN_LR_FACTOR,
-) -> CosineLRScheduler:
+    kind: str = "cosine",
+    steps: Sequence[int] = (40, 70),
+    gamma: float = 0.1,
+) -> Scheduler:
     """The reference scheduler; call `scheduler.step(epoch)` before training epoch (1-based)."""
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
     if warmup_epochs < 0:
         raise ValueError(f"warmup epochs must be >= 0, got {warmup_epochs}")
+    if kind == "step":
+        return MultiStepLRScheduler(
+            optimizer,
+            decay_t=list(steps),
+            decay_rate=gamma,
+            warmup_t=warmup_epochs,
+            warmup_lr_init=warmup_factor * base_lr,
+            warmup_prefix=False,
+            t_in_epochs=True,
+        )
+    if kind != "cosine":
+        raise ValueError(f"unknown schedule {kind!r}; choose cosine or step")
     return CosineLRScheduler(
         optimizer,
         t_initial=epochs,
