@@ -5,8 +5,8 @@ from reidcli.cli.app import app
 
 runner = CliRunner()
 
-STAGES = ["cfs-filter", "pretrain", "finetune", "extract", "evaluate", "rerank", "demo", "synth",
-          "datasets"]
+STAGES = ["cfs-filter", "pretrain", "finetune", "extract", "evaluate", "rerank", "visualize",
+          "demo", "synth", "datasets"]
 
 
 def test_help_lists_every_stage() -> None:
@@ -24,3 +24,12 @@ def test_version() -> None:
 
 def test_unknown_command_is_usage_error() -> None:
     assert runner.invoke(app, ["no-such-stage"]).exit_code == 2
+
+
+def test_user_error_is_one_red_line_exit_1_and_traceback_with_verbose(tmp_path) -> None:
+    missing = str(tmp_path / "nope.h5")
+    result = runner.invoke(app, ["evaluate", missing])
+    assert result.exit_code == 1
+    assert "error:" in result.output and "Traceback" not in result.output
+    verbose = runner.invoke(app, ["-v", "evaluate", missing])
+    assert verbose.exit_code == 1 and "Traceback" in verbose.output

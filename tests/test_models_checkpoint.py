@@ -476,3 +476,17 @@ def test_jpm_run_into_plain_model_drops_the_branches(tmp_path: Path) -> None:
     assert "jpm.block.attn.qkv.weight" in report.dropped and "sie.embed" in report.dropped
     assert "heads.4.bn.weight" in report.dropped and "heads.0.bn.weight" in report.loaded
     torch.testing.assert_close(plain.backbone.norm.weight, jpm_model.backbone.norm.weight)
+
+
+def test_saving_the_same_weights_twice_gives_identical_files(tmp_path) -> None:
+    import hashlib
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(backbone="vit-tiny-test", img_size=(64, 32))
+    model = build_model(cfg)
+    digests = set()
+    for i in range(4):
+        save_model(tmp_path / str(i), model, cfg)
+        digests.add(hashlib.sha256((tmp_path / str(i) / "model.safetensors").read_bytes())
+                    .hexdigest())
+    assert len(digests) == 1

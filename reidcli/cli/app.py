@@ -5,7 +5,6 @@ from __future__ import annotations
 import typer
 
 from reidcli import __version__
-from reidcli.cli import stubs
 from reidcli.cli.common import ReidGroup, state
 from reidcli.utils.logging import setup_logging
 
@@ -41,10 +40,22 @@ def _root(
 
 def _register() -> None:
     # Imported here so `reid --help` stays one place that lists every stage in pipeline order.
-    from reidcli.cli import datasets, evaluate, extract, finetune, pretrain, rerank, synth
+    from reidcli.cli import (
+        cfs_filter,
+        datasets,
+        demo,
+        evaluate,
+        extract,
+        finetune,
+        pretrain,
+        rerank,
+        synth,
+        visualize,
+    )
 
-    app.command("cfs-filter", help="Select source images close to the target (CFS).",
-                context_settings=stubs.PASSTHROUGH)(stubs.cfs_filter)
+    app.command("cfs-filter", help="Select source images close to the target (CFS).")(
+        cfs_filter.cfs_filter
+    )
     app.command("pretrain", help="Self-supervised ViT pre-training (DINO, DINO+MIM, PASS).")(
         pretrain.pretrain
     )
@@ -54,8 +65,10 @@ def _register() -> None:
         evaluate.evaluate
     )
     app.command("rerank", help="Exact k-reciprocal re-ranking -> distance file.")(rerank.rerank)
-    app.command("demo", help="Run the whole pipeline on synthetic data.",
-                context_settings=stubs.PASSTHROUGH)(stubs.demo)
+    app.command("visualize", help="Draw ranked lists of a bank or distance file.")(
+        visualize.visualize
+    )
+    app.command("demo", help="Run the whole pipeline on synthetic data.")(demo.demo)
     app.add_typer(synth.app, name="synth")
     app.add_typer(datasets.app, name="datasets")
 

@@ -49,7 +49,3 @@ def parse_size(text: str) -> tuple[int, int]:
     if h <= 0 or w <= 0:
         raise typer.BadParameter(f"sizes must be positive, got {text!r}")
     return h, w
-
-
-def not_implemented(stage: str, issue: int) -> None:
-    raise ReidError(f"`reid {stage}` is not implemented yet (tracked in issue #{issue}).")

@@ -24,8 +24,6 @@ from reidcli.utils.io import atomic_path, atomic_write_text
 
 log = logging.getLogger(__name__)
 
-FORMAT = "reidcli-model/1"
-
 
 def save_model(
     run_dir: str | os.PathLike[str], model: ReidModel, cfg: ModelConfig | None = None
@@ -37,7 +35,10 @@ def save_model(
     config_json = json.dumps(cfg.to_dict(), indent=2, sort_keys=True)
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     with atomic_path(run_dir / WEIGHTS_NAME) as tmp:
-        save_file(state, str(tmp), metadata={"format": FORMAT, "config": config_json})
+        # One metadata key only: safetensors writes its metadata map in arbitrary order, so
+        # with two keys identical weights could hash differently (extract's provenance and
+        # cfs-filter's reuse checks compare file checksums).
+        save_file(state, str(tmp), metadata={"config": config_json})
     atomic_write_text(run_dir / CONFIG_NAME, config_json + "\n")
     return run_dir / WEIGHTS_NAME
 

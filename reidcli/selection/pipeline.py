@@ -1,0 +1,162 @@
+"""`reid cfs-filter` as a library call: proxies -> scores -> ordered list.
+
+    from reidcli.selection import CfsOptions, cfs_filter
+    result = cfs_filter(CfsOptions(source="luperson", target="market1501", keep=0.5,
+                                   output=Path("cfs_market.txt")))
+
+Every step skips what is already done: proxies trained earlier in the work folder are
+reused (or resumed), a complete scores file of the same models and images is not rescored
+(so a different `keep` costs seconds), and an interrupted scoring pass resumes. Under
+`torchrun` the process group is joined once for the whole stage: proxies train with DDP,
+each rank scores a shard, and rank 0 merges the scores and writes the list.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from reidcli.data import load_dataset
+from reidcli.errors import ReidError
+from reidcli.selection.proxies import ProxySettings, obtain_proxies
+from reidcli.selection.score import (
+    ScoreOptions,
+    ScoreResult,
+    SourceImages,
+    score_images,
+)
+from reidcli.selection.scorefile import read_scores
+from reidcli.selection.select import check_listable, count_to_keep, select, write_list
+from reidcli.training import distributed as ddp
+
+log = logging.getLogger(__name__)
+
+SCORES_NAME = "scores.h5"
+
+
+@dataclass
+class CfsOptions:
+    source: str
+    output: Path
+    """The list to write."""
+    target: str | None = None
+    """Target dataset; needed only to train the target proxy here (and shown in the header)."""
+    keep: float | None = None
+    keep_count: int | None = None
+    scores: Path | None = None
+    """Scores file; default WORKDIR/scores.h5."""
+    source_model: Path | None = None
+    target_model: Path | None = None
+    proxy: ProxySettings = field(default_factory=ProxySettings)
+    data_root: str | None = None
+    workdir: Path | None = None
+    """Proxies, the proxy sample list and the default scores file; default LIST.work/."""
+    batch_size: int = 256
+    workers: int = 4
+    device: str = "auto"
+    amp: str = "auto"
+    checkpoint_every: int = 50
+    overwrite: bool = False
+    progress: bool = True
+
+    @property
+    def work(self) -> Path:
+        if self.workdir is not None:
+            return Path(self.workdir)
+        out = Path(self.output)
+        return out.with_name(f"{out.stem}.work")
+
+    @property
+    def scores_path(self) -> Path:
+        return Path(self.scores) if self.scores is not None else self.work / SCORES_NAME
+
+
+@dataclass
+class CfsResult:
+    list_path: Path
+    scores_path: Path
+    total: int
+    kept: int
+    cutoff: float
+    """Lowest kept score."""
+    mean_kept: float
+    mean_all: float
+    source_model: Path
+    target_model: Path
+    scoring: ScoreResult
+
+
+def load_source(spec: str, data_root: str | None = None) -> SourceImages:
+    """The source images in source order, with paths relative to the dataset root."""
+    dataset = load_dataset(spec, data_root)
+    split = "train" if "train" in dataset.splits else next(iter(dataset.splits))
+    return SourceImages.from_records(spec, Path(dataset.root), dataset.split(split))
+
+
+def _header(opts: CfsOptions, images: SourceImages, source_run: Path, target_run: Path,
+            kept: int, cutoff: float) -> dict[str, object]:
+    rule = f"fraction {opts.keep}" if opts.keep is not None else f"count {opts.keep_count}"
+    return {
+        "source": f"{images.description} ({images.root}), {len(images)} images",
+        "target": opts.target or "(not given; target proxy supplied)",
+        "source model": source_run.resolve(),
+        "target model": target_run.resolve(),
+        "keep": f"{rule} -> {kept} of {len(images)} images (lowest kept score {cutoff:.6f})",
+        "counts": f"kept {kept}, dropped {len(images) - kept}",
+        "scores": opts.scores_path.resolve(),
+        "use": "reid pretrain --data luperson:SOURCE_ROOT --subset THIS_LIST",
+    }
+
+
+def _device_type(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        return torch.device(device).type
+    except RuntimeError as err:
+        raise ReidError(f"unknown device {device!r}: {err}") from None
+
+
+def cfs_filter(opts: CfsOptions) -> CfsResult | None:
+    """Run the stage; the result on rank 0 (None on the other ranks of a torchrun job)."""
+    images = load_source(opts.source, opts.data_root)
+    n_keep = count_to_keep(len(images), opts.keep, opts.keep_count)
+    check_listable(images.relative)
+    ctx = ddp.init_distributed(_device_type(opts.device))
+    try:
+        source_run, target_run = obtain_proxies(
+            images, opts.target, opts.source_model, opts.target_model, opts.work, opts.proxy,
+            opts.data_root, ctx,
+        )
+        scoring = score_images(images, ScoreOptions(
+            source_model=source_run, target_model=target_run, output=opts.scores_path,
+            batch_size=opts.batch_size, workers=opts.workers, amp=opts.amp, device=opts.device,
+            checkpoint_every=opts.checkpoint_every, overwrite=opts.overwrite,
+            progress=opts.progress,
+        ), ctx)
+        if not ctx.is_main:
+            return None
+        scored = read_scores(opts.scores_path)
+        if len(scored) != len(images) or any(
+                scored.paths[i] != images.relative[i] for i in range(len(images))):
+            raise ReidError(f"{opts.scores_path} does not list the source images in source "
+                            f"order; remove it and run again")
+        chosen = select(scored.scores, keep=opts.keep, keep_count=opts.keep_count)
+        assert chosen.kept == n_keep
+        write_list(opts.output, scored.paths, chosen.order,
+                   _header(opts, images, source_run, target_run, chosen.kept, chosen.cutoff))
+        log.info("kept %d of %d images (scores >= %.4f) in %s", chosen.kept, chosen.total,
+                 chosen.cutoff, opts.output)
+        return CfsResult(
+            list_path=Path(opts.output), scores_path=opts.scores_path, total=chosen.total,
+            kept=chosen.kept, cutoff=chosen.cutoff,
+            mean_kept=float(np.mean(scored.scores[chosen.order])),
+            mean_all=float(np.mean(scored.scores)), source_model=source_run,
+            target_model=target_run, scoring=scoring,
+        )
+    finally:
+        ddp.shutdown(ctx)

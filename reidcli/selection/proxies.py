@@ -1,0 +1,232 @@
+"""The two CFS proxies: given as run directories, or trained here with short schedules.
+
+theta_s (source proxy): a short self-supervised `pretrain` on a random sample of the
+source, so that it models the source distribution at a fraction of the full cost.
+theta_t (target proxy): theta_s trained further on the target's training images, by
+default self-supervised with the same method (no target labels needed), or with
+`target_supervised` fine-tuned on the target identities (`finetune`, pretrained = theta_s).
+Either way theta_t keeps theta_s's backbone, input size and normalisation, so both see the
+same tensor during scoring and their features are comparable.
+
+Runs live in the work folder (`source_proxy/`, `target_proxy/`). A finished run is marked
+with the settings it was trained with and reused as it is (not even re-exported: saving the
+same weights again gives a different file, hence a different checksum, which would
+invalidate the scores); an interrupted one continues through the training stage's own
+`--resume`; a run of other settings is an error rather than silently replaced.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from reidcli.errors import ReidError, TrainingError
+from reidcli.selection.score import SourceImages
+from reidcli.training import distributed as ddp
+from reidcli.training.rundir import RunDir
+from reidcli.utils.io import atomic_write_text
+
+log = logging.getLogger(__name__)
+
+SOURCE_PROXY = "source_proxy"
+TARGET_PROXY = "target_proxy"
+SAMPLE_LIST = "source_sample.txt"
+DONE_MARKER = "cfs_proxy.json"
+
+
+@dataclass
+class ProxySettings:
+    """How proxies are trained when no run directory is given."""
+
+    epochs: int = 10
+    method: str = "dino"
+    sample: int = 100_000
+    """Source images the source proxy is pre-trained on (a seeded random sample)."""
+    backbone: str = "vit-s"
+    size: tuple[int, int] = (256, 128)
+    """Global crop / model input size; local crops are half of it."""
+    batch_size: int = 64
+    init: str | None = None
+    """Starting weights of the source proxy (e.g. ImageNet), as `pretrain --init`."""
+    target_supervised: bool = False
+    recipe: Path | None = None
+    """A `reid pretrain` recipe for everything the options above do not set."""
+    seed: int = 0
+    workers: int = 4
+    device: str = "auto"
+    amp: str = "auto"
+    progress: bool = True
+    pretrain_overrides: dict[str, Any] = field(default_factory=dict)
+    """Extra PretrainConfig fields (library users, tests: smaller heads, fewer crops)."""
+    finetune_overrides: dict[str, Any] = field(default_factory=dict)
+    """Extra FinetuneConfig fields for `target_supervised` (batch P x K, lr, ...)."""
+
+    def validate(self) -> None:
+        if self.epochs < 1:
+            raise ReidError(f"--proxy-epochs must be at least 1, got {self.epochs}")
+        if self.sample < 1:
+            raise ReidError(f"--proxy-sample must be at least 1, got {self.sample}")
+        if self.batch_size < 1:
+            raise ReidError(f"--proxy-batch-size must be at least 1, got {self.batch_size}")
+
+
+def write_sample(images: SourceImages, n: int, seed: int, path: Path) -> int:
+    """A seeded random sample of `n` source images (in source order) as a list file."""
+    total = len(images)
+    if n >= total:
+        chosen = np.arange(total)
+    else:
+        chosen = np.sort(np.random.default_rng(seed).choice(total, size=n, replace=False))
+    header = f"# reid cfs-filter: random sample of {len(chosen)} of {total} source images " \
+             f"(seed {seed}) for the source proxy\n"
+    atomic_write_text(path, header + "".join(images.relative[i] + "\n" for i in chosen.tolist()))
+    return len(chosen)
+
+
+def _resuming(run: Path) -> bool:
+    return RunDir(run).has_checkpoint()
+
+
+def _fingerprint(cfg: Any) -> dict[str, Any]:
+    """The settings that shape the trained weights (runtime fields such as workers excluded),
+    as JSON values."""
+    values = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)
+              if not f.metadata.get("runtime")}
+    return json.loads(json.dumps(values, default=str))
+
+
+def _finished(run: Path, cfg: Any) -> bool:
+    marker = run / DONE_MARKER
+    if not marker.is_file():
+        return False
+    saved = json.loads(marker.read_text(encoding="utf-8"))
+    wanted = _fingerprint(cfg)
+    diffs = [f"{k}: {saved.get(k)!r} -> {v!r}" for k, v in wanted.items() if saved.get(k) != v]
+    if diffs:
+        raise ReidError(f"the proxy in {run} was trained with other settings ("
+                        + "; ".join(diffs) + "): remove it or choose another --workdir")
+    log.info("reusing the finished proxy in %s", run)
+    return True
+
+
+def _mark_finished(run: Path, cfg: Any, ctx: ddp.DistContext) -> None:
+    if ctx.is_main:
+        atomic_write_text(run / DONE_MARKER, json.dumps(_fingerprint(cfg), indent=1) + "\n")
+    ddp.barrier(ctx)
+
+
+def _pretrain(settings: ProxySettings, data: str, data_root: str | None, output: Path,
+              batch: int, subset: Path | None, init: str | None, ctx: ddp.DistContext) -> Path:
+    from reidcli.ssl import pretrain
+    from reidcli.ssl.config import resolve_config
+
+    h, w = settings.size
+    overrides: dict[str, Any] = {
+        "data": data, "data_root": data_root, "subset": None if subset is None else str(subset),
+        "init": init, "method": settings.method, "backbone": settings.backbone,
+        "global_size": (h, w), "local_size": (max(h // 2, 16), max(w // 2, 16)),
+        "epochs": settings.epochs, "warmup_epochs": settings.epochs // 10,
+        "batch_size": batch, "seed": settings.seed, "workers": settings.workers,
+        "device": settings.device, "amp": settings.amp, "progress": settings.progress,
+        "output": str(output), "resume": _resuming(output),
+    }
+    overrides |= settings.pretrain_overrides
+    cfg = resolve_config(settings.recipe, {k: v for k, v in overrides.items() if v is not None})
+    if _finished(output, cfg):
+        return output
+    if cfg.resume:
+        log.info("continuing the proxy run in %s", output)
+    try:
+        pretrain(cfg)
+    except TrainingError as err:
+        raise TrainingError(f"{err}\n(the proxy in {output} was trained with other settings: "
+                            f"remove it or choose another --workdir)") from err
+    _mark_finished(output, cfg, ctx)
+    return output
+
+
+def _finetune(settings: ProxySettings, target: str, data_root: str | None, output: Path,
+              source_run: Path, ctx: ddp.DistContext) -> Path:
+    from reidcli.models import read_config
+    from reidcli.training import FinetuneConfig, finetune
+
+    src = read_config(source_run)
+    values: dict[str, Any] = {
+        "data": target, "data_root": data_root, "output": str(output),
+        "pretrained": str(source_run), "backbone": src.backbone, "size": tuple(src.img_size),
+        "stride": src.stride, "stem": src.stem, "part_tokens": src.part_tokens,
+        "mean": tuple(src.mean), "std": tuple(src.std),  # type: ignore[arg-type]
+        "epochs": settings.epochs, "warmup_epochs": min(5, settings.epochs // 5),
+        "seed": settings.seed, "workers": settings.workers, "device": settings.device,
+        "amp": settings.amp, "progress": settings.progress, "resume": _resuming(output),
+    }
+    values |= settings.finetune_overrides
+    cfg = FinetuneConfig(**values)
+    if _finished(output, cfg):
+        return output
+    try:
+        finetune(cfg)
+    except TrainingError as err:
+        raise TrainingError(f"{err}\n(the proxy in {output} was trained with other settings: "
+                            f"remove it or choose another --workdir)") from err
+    _mark_finished(output, cfg, ctx)
+    return output
+
+
+def train_source_proxy(images: SourceImages, settings: ProxySettings, workdir: Path,
+                       data_root: str | None, ctx: ddp.DistContext) -> Path:
+    sample = workdir / SAMPLE_LIST
+    if ctx.is_main:
+        n = write_sample(images, settings.sample, settings.seed, sample)
+        log.info("source proxy: %s pre-training on %d of %d source images",
+                 settings.method, n, len(images))
+    ddp.barrier(ctx)
+    n = min(settings.sample, len(images))
+    # The source as a plain image list under its root: works for any source dataset.
+    return _pretrain(settings, f"luperson:{images.root}", data_root, workdir / SOURCE_PROXY,
+                     min(settings.batch_size, n), sample, settings.init, ctx)
+
+
+def train_target_proxy(target: str, source_run: Path, settings: ProxySettings, workdir: Path,
+                       data_root: str | None, ctx: ddp.DistContext) -> Path:
+    output = workdir / TARGET_PROXY
+    if settings.target_supervised:
+        log.info("target proxy: fine-tuning %s on %s with identity labels", source_run, target)
+        return _finetune(settings, target, data_root, output, source_run, ctx)
+    from reidcli.data import load_dataset
+
+    n = len(load_dataset(target, data_root).train)
+    log.info("target proxy: %s on the %d %s training images, from %s", settings.method, n,
+             target, source_run)
+    return _pretrain(settings, target, data_root, output, min(settings.batch_size, n), None,
+                     str(source_run), ctx)
+
+
+def obtain_proxies(
+    images: SourceImages, target: str | None, source_model: Path | None,
+    target_model: Path | None, workdir: Path, settings: ProxySettings, data_root: str | None,
+    ctx: ddp.DistContext,
+) -> tuple[Path, Path]:
+    """(theta_s run dir, theta_t run dir): given ones as they are, missing ones trained."""
+    if target_model is not None and source_model is None:
+        raise ReidError("--target-model needs --source-model: theta_t is theta_s fine-tuned "
+                        "on the target, so a target proxy alone cannot be compared")
+    if target_model is None and target is None:
+        raise ReidError("give --target DATASET to train the target proxy, or --target-model")
+    if source_model is None or target_model is None:
+        settings.validate()
+        workdir.mkdir(parents=True, exist_ok=True)
+    if source_model is None:
+        source_model = train_source_proxy(images, settings, workdir, data_root, ctx)
+    if target_model is None:
+        assert target is not None
+        target_model = train_target_proxy(target, Path(source_model), settings, workdir,
+                                          data_root, ctx)
+    return Path(source_model), Path(target_model)
+

@@ -1,0 +1,114 @@
+"""Proxies trained inside `cfs-filter` with the pretrain / finetune library entry points."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from _cfs_data import write_source
+from _training_data import write_market
+
+from reidcli.data import load_dataset
+from reidcli.errors import ReidError
+from reidcli.inference.extract import file_sha256
+from reidcli.models import read_config
+from reidcli.selection.pipeline import CfsOptions, cfs_filter, load_source
+from reidcli.selection.proxies import SAMPLE_LIST, ProxySettings, write_sample
+from reidcli.selection.scorefile import read_scores
+
+N = 16
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("data")
+    return write_source(root / "lup", N), write_market(root / "market", train_ids=4, test_ids=2)
+
+
+def _settings(**kw) -> ProxySettings:
+    base = dict(
+        epochs=1, sample=8, backbone="vit-tiny-test", size=(64, 32), batch_size=4, workers=0,
+        device="cpu", progress=False,
+        pretrain_overrides=dict(local_crops=1, out_dim=32, head_hidden=32, head_bottleneck=16),
+        finetune_overrides=dict(ids_per_batch=2, images_per_id=2, eval_batch_size=16,
+                                lr=0.01),
+    )
+    return ProxySettings(**(base | kw))
+
+
+def _opts(data: tuple[Path, Path], tmp: Path, **kw) -> CfsOptions:
+    source, market = data
+    base = dict(source=f"luperson:{source}", target=f"market1501:{market}", keep=0.5,
+                output=tmp / "cfs.txt", proxy=_settings(), batch_size=8, workers=0,
+                device="cpu", progress=False)
+    return CfsOptions(**(base | kw))
+
+
+def _sha(run: Path) -> str:
+    return file_sha256(run / "model.safetensors")
+
+
+def test_self_supervised_proxies_are_trained_then_reused(data, tmp_path: Path) -> None:
+    result = cfs_filter(_opts(data, tmp_path))
+    assert result is not None and result.kept == N // 2
+    work = tmp_path / "cfs.work"
+    s_run, t_run = work / "source_proxy", work / "target_proxy"
+    assert result.source_model == s_run and result.target_model == t_run
+    sample = [ln for ln in (work / SAMPLE_LIST).read_text().splitlines()
+              if not ln.startswith("#")]
+    relative = load_source(f"luperson:{data[0]}").relative
+    assert len(sample) == 8 and set(sample) <= {relative[i] for i in range(N)}
+    assert read_config(s_run).backbone == read_config(t_run).backbone == "vit-tiny-test"
+    assert "init" in (t_run / "config.toml").read_text()  # theta_t starts from theta_s
+    assert _sha(s_run) != _sha(t_run)
+    scores = read_scores(result.scores_path).scores
+    assert np.all(scores <= 1.0 + 1e-5) and np.ptp(scores) > 0
+    shas = _sha(s_run), _sha(t_run)
+    again = cfs_filter(_opts(data, tmp_path, keep=0.25))
+    assert again is not None and again.scoring.skipped and again.kept == N // 4
+    assert (_sha(s_run), _sha(t_run)) == shas  # finished proxies are not retrained
+    with pytest.raises(ReidError, match="trained with other settings.*epochs"):
+        cfs_filter(_opts(data, tmp_path, proxy=_settings(epochs=2)))
+
+
+def test_supervised_target_proxy_fine_tunes_the_source_proxy(data, tmp_path: Path) -> None:
+    first = cfs_filter(_opts(data, tmp_path / "a", proxy=_settings(target_supervised=True)))
+    assert first is not None
+    t_cfg = read_config(first.target_model)
+    s_cfg = read_config(first.source_model)
+    assert (first.target_model / "trainer.pt").is_file()
+    assert (t_cfg.backbone, t_cfg.img_size, t_cfg.mean) == (s_cfg.backbone, s_cfg.img_size,
+                                                            s_cfg.mean)
+    assert t_cfg.num_classes == 4  # the target's training identities
+    # A given source proxy is used as it is; only the target proxy is trained.
+    cfs_filter(_opts(data, tmp_path / "b", source_model=first.source_model,
+                     proxy=_settings(target_supervised=True)))
+    assert not (tmp_path / "b" / "cfs.work" / "source_proxy").exists()
+    assert (tmp_path / "b" / "cfs.work" / "target_proxy" / "model.json").is_file()
+
+
+def test_proxy_settings_are_checked(data, tmp_path: Path) -> None:
+    with pytest.raises(ReidError, match="--proxy-epochs"):
+        cfs_filter(_opts(data, tmp_path, proxy=_settings(epochs=0)))
+    with pytest.raises(ReidError, match="--target-model needs --source-model"):
+        cfs_filter(_opts(data, tmp_path, target_model=tmp_path))
+
+
+def test_sample_is_seeded_and_capped(data, tmp_path: Path) -> None:
+    images = load_source(f"luperson:{data[0]}")
+    write_sample(images, 5, 3, tmp_path / "a.txt")
+    write_sample(images, 5, 3, tmp_path / "b.txt")
+    assert (tmp_path / "a.txt").read_text() == (tmp_path / "b.txt").read_text()
+    assert write_sample(images, 100, 0, tmp_path / "c.txt") == N
+    subset = load_dataset(f"luperson:{data[0]}", subset=str(tmp_path / "a.txt"))
+    assert len(subset.train) == 5
