@@ -162,3 +162,18 @@ def test_jpm_and_sie_train(market: Path, tmp_path: Path) -> None:
     assert result.metrics[0]["loss"] > 0
     cfg = json.loads((tmp_path / "run" / "model.json").read_text())
     assert cfg["jpm"] and cfg["sie_camera"] and cfg["num_cams"] == 2
+
+
+def test_pretrained_run_normalisation_carries_over(market: Path, tmp_path: Path) -> None:
+    from reidcli.models import ModelConfig, build_model, save_model
+
+    imagenet = ModelConfig(backbone="vit-tiny-test", img_size=(64, 32),
+                           mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+    save_model(tmp_path / "ssl", build_model(imagenet), imagenet)
+    finetune(tiny_config(market, tmp_path / "run", epochs=1, warmup_epochs=0,
+                         pretrained=str(tmp_path / "ssl")))
+    cfg = json.loads((tmp_path / "run" / "model.json").read_text())
+    assert cfg["mean"] == [0.485, 0.456, 0.406] and cfg["std"] == [0.229, 0.224, 0.225]
+    finetune(tiny_config(market, tmp_path / "own", epochs=1, warmup_epochs=0,
+                         pretrained=str(tmp_path / "ssl"), mean=(0.5, 0.5, 0.5)))
+    assert json.loads((tmp_path / "own" / "model.json").read_text())["mean"] == [0.5] * 3

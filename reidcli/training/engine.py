@@ -98,6 +98,20 @@ def _unwrap(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, DistributedDataParallel) else model
 
 
+def _run_normalisation(pretrained: str | None) -> tuple[Any, Any]:
+    """(mean, std) a reidcli run directory was trained with, else (None, None).
+
+    A model pre-trained by `reid pretrain` saw ImageNet statistics; fine-tuning it with the
+    backbone's default 0.5/0.5 would shift every input. Explicit --mean/--std still win.
+    """
+    if not pretrained or not (Path(pretrained) / "model.json").is_file():
+        return None, None
+    from reidcli.models.checkpoint import read_config
+
+    run = read_config(pretrained)
+    return run.mean, run.std
+
+
 class _Trainer:
     def __init__(self, cfg: FinetuneConfig, ctx: du.DistContext, hooks: Hooks | None) -> None:
         self.cfg = cfg
@@ -146,6 +160,7 @@ class _Trainer:
                 f"{self.dataset.name} has {num_classes} training identities, fewer than "
                 f"--ids-per-batch {cfg.ids_per_batch}"
             )
+        pretrained_norm = _run_normalisation(cfg.pretrained)
         try:
             self.model_cfg = ModelConfig(
                 backbone=cfg.backbone,
@@ -166,8 +181,8 @@ class _Trainer:
                 part_tokens=cfg.part_tokens,
                 num_classes=num_classes,
                 drop_path=cfg.drop_path,
-                mean=cfg.mean,
-                std=cfg.std,
+                mean=cfg.mean or pretrained_norm[0],
+                std=cfg.std or pretrained_norm[1],
                 semantic_weight=cfg.semantic_weight,
                 window_size=cfg.window_size,
             )
