@@ -100,3 +100,25 @@ def test_normalisation_ties_follow_the_classic_order() -> None:
     for length in (1, 5, 21, 300):
         expected = np.argsort(divided, axis=1, kind="stable")[:, :length]
         assert np.array_equal(_normalised_topk(d, m, length).numpy(), expected)
+
+
+def test_shifted_normalisation_ties_follow_the_dense_order() -> None:
+    # The neighbour pass ranks t = |x_j|^2 - 2 x_i.x_j and only shifts (by |x_i|^2), clamps
+    # and divides the candidates: rounding in the shift and the division merges distinct
+    # t into ties, and negative t clamp to a tie at 0; all must be broken by column, as a
+    # stable argsort of the dense clamp(t + shift) / m does.
+    from reidcli.retrieval.rerank import _normalised_topk
+
+    rng = np.random.default_rng(1)
+    eps = np.finfo(np.float32).eps
+    steps = rng.permuted(np.tile(np.arange(300), (64, 1)), axis=1)
+    t = (np.float32(-0.9) + steps * np.float32(eps / 4)).astype(np.float32)
+    t[:32, :40] = rng.uniform(-1.2, -1.0, size=(32, 40)).astype(np.float32)  # clamped to 0
+    shift = torch.as_tensor(rng.uniform(0.9, 1.1, size=64).astype(np.float32))
+    m = torch.full((64,), 1.05)
+    tt = torch.as_tensor(t)
+    dense = ((tt + shift.unsqueeze(1)).clamp(min=0.0) / m.unsqueeze(1)).numpy()
+    for length in (1, 5, 21, 300):
+        expected = np.argsort(dense, axis=1, kind="stable")[:, :length]
+        got = _normalised_topk(tt, m, length, shift=shift).numpy()
+        assert np.array_equal(got, expected)

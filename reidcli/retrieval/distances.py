@@ -60,14 +60,18 @@ def sqdist(
 
 def pair_sqdist(
     x: torch.Tensor, x_sq: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
-    block: int = 1 << 16,
+    block: int = 1 << 14,
 ) -> torch.Tensor:
     """Distances of the listed (row, col) pairs of `x`, same formula as `sqdist`."""
     out = torch.empty(rows.numel(), dtype=x.dtype, device=x.device)
     for s in range(0, rows.numel(), block):
         r, c = rows[s:s + block], cols[s:s + block]
-        dot = torch.bmm(x[r].unsqueeze(1), x[c].unsqueeze(2)).view(-1)
-        out[s:s + block] = (x_sq[r] + x_sq[c] - 2.0 * dot).clamp_(min=0.0)
+        # index_select rather than x[r]: ~4x faster row gathers on CPU; small blocks keep
+        # the two gathered B x D operands in cache.
+        dot = torch.bmm(x.index_select(0, r).unsqueeze(1),
+                        x.index_select(0, c).unsqueeze(2)).view(-1)
+        out[s:s + block] = (x_sq.index_select(0, r) + x_sq.index_select(0, c) - 2.0 * dot
+                            ).clamp_(min=0.0)
     return out
 
 

@@ -76,24 +76,26 @@ def _positives(d: torch.Tensor, qpids: torch.Tensor, qcams: torch.Tensor, gi: Ga
     return cols, inside & ~same_cam
 
 
-def _count_below(pos_keys: torch.Tensor, npos: torch.Tensor, rows: torch.Tensor,
-                 keys: torch.Tensor) -> torch.Tensor:
+def _count_below(pos_keys: torch.Tensor, rows: torch.Tensor, keys: torch.Tensor
+                 ) -> torch.Tensor:
     """For each (row, key): how many of that row's sorted positive keys are smaller.
 
-    A lower-bound binary search run for all candidates at once, each in its own row.
+    A branchless lower-bound search (binary lifting) run for all candidates at once, each
+    in its own row. Rows are padded with INT64_MAX, which no candidate key reaches (even
+    +inf has a smaller key), so the whole padded width is searched without per-row bounds.
     """
     p = pos_keys.shape[1]
     flat = pos_keys.reshape(-1)
-    lo = torch.zeros_like(rows)
-    hi = npos[rows]
     base = rows * p
-    for _ in range(max(1, p.bit_length())):
-        active = lo < hi
-        mid = (lo + hi) // 2
-        less = (flat[base + mid.clamp(max=p - 1)] < keys) & active
-        lo = torch.where(less, mid + 1, lo)
-        hi = torch.where(active & ~less, mid, hi)
-    return lo
+    pos = torch.zeros_like(rows)
+    step = 1 << (p.bit_length() - 1)
+    while step:
+        nxt = pos + step
+        probe = flat.index_select(0, (nxt - 1).clamp_(max=p - 1).add_(base))
+        ok = (probe < keys) & (nxt <= p)
+        pos.add_(ok * step)
+        step >>= 1
+    return pos
 
 
 def block_metrics(
@@ -111,12 +113,15 @@ def block_metrics(
     p = pos_cols.shape[1]
     qrows = torch.arange(b, device=dev).unsqueeze(1).expand_as(pos_cols)
     pos_d = d[qrows, pos_cols]
-    vmax = pos_d.masked_fill(~pos, float("-inf")).max(dim=1).values
+    vmax = pos_d.masked_fill(~pos, float("-inf")).amax(dim=1)
     pos_keys = order_keys(pos_d, pos_cols).masked_fill_(~pos, INT64_MAX).sort(dim=1).values
-    r, c = (d <= vmax.unsqueeze(1)).nonzero(as_tuple=True)
+    # Candidates as flat positions, then 1-D gathers (much faster than d[r, c] on CPU).
+    flat_d = d.reshape(-1)
+    at = (d <= vmax.unsqueeze(1)).view(-1).nonzero().squeeze(1)
+    r, c = at // d.shape[1], at % d.shape[1]
     # Bucket m holds the candidates that come after exactly m positives; the positive with
     # ordinal m (0-based) is itself in bucket m, so its rank is the count of buckets 0..m.
-    bucket = _count_below(pos_keys, npos, r, order_keys(d[r, c], c))
+    bucket = _count_below(pos_keys, r, order_keys(flat_d.index_select(0, at), c))
     hist = torch.bincount(r * (p + 1) + bucket, minlength=b * (p + 1)).view(b, p + 1)
     ranks_all = hist.cumsum(dim=1)[:, :p]
     valid = torch.arange(p, device=dev) < npos.unsqueeze(1)
