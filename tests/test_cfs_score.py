@@ -20,11 +20,11 @@ from reidcli.data.transforms import build_test_transform
 from reidcli.errors import BankError, ReidError
 from reidcli.inference.features import FeatureExtractor
 from reidcli.models.checkpoint import load_model
-from reidcli.retrieval.bank import partial_path
 from reidcli.selection.pipeline import CfsOptions, cfs_filter, load_source
 from reidcli.selection.score import ScoreOptions, score_images
 from reidcli.selection.scorefile import ScoreWriter, read_scores
 from reidcli.selection.select import check_listable, count_to_keep, select
+from reidcli.utils.partial_h5 import partial_path
 
 N = 24
 

@@ -23,7 +23,8 @@ from reidcli.inference.features import FeatureExtractor
 from reidcli.models.checkpoint import load_model, save_model
 from reidcli.models.config import ModelConfig
 from reidcli.models.reid_model import build_model
-from reidcli.retrieval.bank import partial_path, read_bank
+from reidcli.retrieval.bank import read_bank
+from reidcli.utils.partial_h5 import partial_path
 
 SIZE = (64, 32)
 

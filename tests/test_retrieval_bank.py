@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from reidcli.errors import BankError
-from reidcli.retrieval.bank import BankWriter, Split, partial_path, read_bank, write_bank
+from reidcli.retrieval.bank import BankWriter, Split, read_bank, write_bank
 from reidcli.retrieval.distfile import Labels, read_distances, write_distances
+from reidcli.utils.partial_h5 import partial_path
 
 
 def _split(name: str, n: int, dim: int = 8, seed: int = 0, views: bool = False) -> Split:

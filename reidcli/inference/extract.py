@@ -27,8 +27,9 @@ from reidcli.data import load_dataset
 from reidcli.data.records import ImageRecord
 from reidcli.errors import BankError, ReidError
 from reidcli.inference.features import FeatureExtractor, amp_dtype
-from reidcli.retrieval.bank import BankWriter, partial_path, read_bank
+from reidcli.retrieval.bank import BankWriter, read_bank
 from reidcli.training import distributed as ddp
+from reidcli.utils.partial_h5 import partial_path
 from reidcli.utils.progress import stream_progress
 
 log = logging.getLogger(__name__)

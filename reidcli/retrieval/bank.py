@@ -14,7 +14,6 @@ from the last checkpoint.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 import logging
 import os
@@ -28,6 +27,7 @@ import numpy as np
 
 from reidcli.errors import BankError
 from reidcli.utils.io import atomic_path
+from reidcli.utils.partial_h5 import PartialH5Writer
 
 log = logging.getLogger(__name__)
 
@@ -237,13 +237,7 @@ def _prepare_rows(
     return f, p, c, paths, v
 
 
-def partial_path(path: str | os.PathLike[str]) -> Path:
-    """Where `BankWriter` keeps an unfinished bank: hidden, same folder, fixed name."""
-    dest = Path(path)
-    return dest.with_name(f".{dest.name}.partial")
-
-
-class BankWriter:
+class BankWriter(PartialH5Writer):
     """Stream rows into a bank, finishing atomically; resumable after an interruption.
 
     Rows go to `partial_path(path)`. `checkpoint()` flushes the file and records how many
@@ -256,6 +250,9 @@ class BankWriter:
     only rows covered by a `checkpoint()` are kept on resume.
     """
 
+    what = "bank writer"
+    error = BankError
+
     def __init__(
         self,
         path: str | os.PathLike[str],
@@ -265,14 +262,11 @@ class BankWriter:
         resume: bool = False,
         keep_partial: bool = False,
     ) -> None:
-        self.path = Path(path)
-        self.tmp = partial_path(self.path)
+        super().__init__(path, keep_partial)
         self.dtype = np.dtype(dtype)
         if self.dtype not in FEATURE_DTYPES:
             raise BankError(f"feature dtype must be float32 or float16, got {self.dtype}")
-        self.keep_partial = keep_partial
         self._committed: dict[str, int] = {}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file = self._reopen() if resume and self.tmp.exists() else None
         if self._file is None:
             self._file = h5py.File(self.tmp, "w")
@@ -364,38 +358,10 @@ class BankWriter:
         self._file.flush()
         return self.rows_done
 
-    def finish(self) -> Path:
-        """Checkpoint, close and atomically move the bank to its final path."""
-        if self._file is None:
-            raise BankError("the bank writer is already closed")
-        self.checkpoint()
+    def _uncommit(self) -> None:
+        assert self._file is not None
         for group in self._file.values():
             del group.attrs["committed"]
-        self._file.close()
-        self._file = None
-        os.replace(self.tmp, self.path)
-        return self.path
-
-    def abort(self) -> None:
-        """Close without finishing; the partial file is kept only if `keep_partial`."""
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-        if not self.keep_partial:
-            with contextlib.suppress(FileNotFoundError):
-                self.tmp.unlink()
-
-    def __enter__(self) -> BankWriter:
-        return self
-
-    def __exit__(self, exc_type: object, *exc: object) -> None:
-        if exc_type is None:
-            if self._file is not None:
-                self.finish()
-        else:
-            # No checkpoint here: the failure may have interrupted an append half-way, so
-            # only rows committed by an explicit checkpoint() survive into a resumed run.
-            self.abort()
 
 
 def write_bank(

@@ -13,7 +13,6 @@ a partial file whose provenance differs, so scores of two model pairs are never 
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 import logging
 import os
@@ -26,7 +25,8 @@ import h5py
 import numpy as np
 
 from reidcli.errors import BankError
-from reidcli.retrieval.bank import check_format, partial_path
+from reidcli.retrieval.bank import check_format
+from reidcli.utils.partial_h5 import PartialH5Writer
 
 log = logging.getLogger(__name__)
 
@@ -98,8 +98,13 @@ def matches(path: str | os.PathLike[str], provenance: Mapping[str, Any], rows: i
     return attrs["rows"] == rows and all(attrs.get(k) == v for k, v in provenance.items())
 
 
-class ScoreWriter:
+class ScoreWriter(PartialH5Writer):
     """Append (score, path) rows; checkpoint; finish atomically; resume after a crash."""
+
+    what = "scores writer"
+    error = BankError
+    # Every append is a whole scored batch, so rows since the last checkpoint are kept too.
+    keep_rows_on_error = True
 
     def __init__(
         self,
@@ -109,12 +114,9 @@ class ScoreWriter:
         resume: bool = False,
         keep_partial: bool = False,
     ) -> None:
-        self.path = Path(path)
-        self.tmp = partial_path(self.path)
+        super().__init__(path, keep_partial)
         self.attrs = {k: v for k, v in attrs.items() if v is not None}
-        self.keep_partial = keep_partial
         self._committed = 0
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file = self._reopen() if resume and self.tmp.exists() else None
         if self._file is None:
             self._file = self._create()
@@ -180,33 +182,6 @@ class ScoreWriter:
         self._file.flush()
         return self._committed
 
-    def finish(self) -> Path:
-        if self._file is None:
-            raise BankError("the scores writer is already closed")
-        self.checkpoint()
+    def _uncommit(self) -> None:
+        assert self._file is not None
         del self._file.attrs["committed"]
-        self._file.close()
-        self._file = None
-        os.replace(self.tmp, self.path)
-        return self.path
-
-    def abort(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-        if not self.keep_partial:
-            with contextlib.suppress(FileNotFoundError):
-                self.tmp.unlink()
-
-    def __enter__(self) -> ScoreWriter:
-        return self
-
-    def __exit__(self, exc_type: object, *exc: object) -> None:
-        if exc_type is None:
-            if self._file is not None:
-                self.finish()
-            return
-        # Rows appended since the last checkpoint are complete batches: keep them too.
-        if self.keep_partial and self._file is not None:
-            self.checkpoint()
-        self.abort()
