@@ -227,3 +227,24 @@ def test_sie_model_on_a_folder_without_cameras(market: Path, tmp_path: Path) -> 
     with torch.no_grad():
         for cam in range(3):
             assert not np.allclose(feats, model(x, torch.full((4,), cam)).numpy(), atol=1e-4)
+
+
+def test_cli_dataset_options_reach_the_parser(run_dir: Path, tmp_path: Path) -> None:
+    root = tmp_path / "mine"
+    rng = np.random.default_rng(1)
+    for folder, pid, cam in (("bounding_box_train", 1, 0), ("query", 7, 0),
+                             ("bounding_box_test", 7, 1), ("bounding_box_test", 8, 2)):
+        path = root / folder / f"id{pid}_cam{cam}_x.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (*SIZE, 3), dtype=np.uint8)).save(path)
+    out = tmp_path / "mine.h5"
+    args = ["extract", "-c", str(run_dir), "--data", f"folder:{root}", "-o", str(out),
+            "--workers", "0", "--device", "cpu",
+            "-O", r"pattern=id(?P<pid>\d+)_cam(?P<cam>\d+)", "-O", "cam_base=0"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    with read_bank(out) as bank:
+        assert bank.gallery.pids.tolist() == [7, 8] and bank.gallery.camids.tolist() == [1, 2]
+        assert "cam_base=0" in bank.attrs["dataset"]
+    bad = CliRunner().invoke(app, [*args[:-4], "-O", "nonsense", "--overwrite"])
+    assert bad.exit_code == 1 and "KEY=VALUE" in bad.output

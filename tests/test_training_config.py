@@ -158,6 +158,16 @@ def test_cli_jpm_exact_shift_reaches_the_model(cli, tmp_path: Path) -> None:
     assert cfg.jpm_exact_shift is False
 
 
+def test_cli_dataset_options_are_saved_with_the_config(cli, tmp_path: Path) -> None:
+    result, cfg = cli("--data", "folder:x", "-o", "r", "-O", "pattern=(?P<pid>\\d+)_c(?P<cam>\\d)",
+                      "--data-option", "cam_base=0")
+    assert result.exit_code == 0, result.output
+    assert cfg.data_options == ("pattern=(?P<pid>\\d+)_c(?P<cam>\\d)", "cam_base=0")
+    saved = tmp_path / "config.toml"
+    saved.write_text(config_to_toml(cfg))
+    assert resolve_config(saved).data_options == cfg.data_options
+
+
 def test_cli_rejects_contradictions(cli) -> None:
     result, _ = cli("--data", "m", "-o", "r", "--margin", "0.3", "--soft-margin")
     assert result.exit_code == 2

@@ -20,6 +20,9 @@ def extract(
                                          help="Where NAME is looked up ($REID_DATA_ROOT, ./data)."),
     splits: str = typer.Option("query,gallery", "--splits",
                                help="Comma-separated splits of --data to extract."),
+    data_option: list[str] | None = typer.Option(
+        None, "--data-option", "-O", metavar="KEY=VALUE",
+        help="Dataset option, repeatable (e.g. the `folder` dataset's pattern=REGEX)."),
     images: Path | None = typer.Option(None, "--images", help="A plain folder of images "
                                        "(recursive) instead of --data; written as one split."),
     images_split: str = typer.Option("images", "--split-name",
@@ -45,7 +48,8 @@ def extract(
     """
     opts = ExtractOptions(
         checkpoint=checkpoint, output=output, data=data, data_root=data_root,
-        splits=[s.strip() for s in splits.split(",") if s.strip()], images=images,
+        splits=[s.strip() for s in splits.split(",") if s.strip()],
+        data_options=tuple(data_option or ()), images=images,
         images_split=images_split, cam_regex=cam_regex, batch_size=batch_size, workers=workers,
         flip=flip, amp=amp, device=device, dtype=dtype, overwrite=overwrite,
     )

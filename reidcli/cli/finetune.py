@@ -41,6 +41,10 @@ def finetune(
     data_root: Path | None = typer.Option(
         None, "--data-root", help="Folder holding the datasets (default: $REID_DATA_ROOT).",
         rich_help_panel=PANEL_DATA),
+    data_option: list[str] | None = typer.Option(
+        None, "--data-option", "-O", metavar="KEY=VALUE", help="Dataset option, repeatable "
+        "(e.g. -O 'pattern=id(?P<pid>\\d+)_cam(?P<cam>\\d+)' -O cam_base=0 for `folder`).",
+        rich_help_panel=PANEL_DATA),
     size: str | None = typer.Option(
         None, "--size", help="Input size HxW [default: 256x128].", rich_help_panel=PANEL_DATA),
     workers: int | None = typer.Option(
@@ -176,6 +180,7 @@ def finetune(
     overrides = _overrides(
         data=data,
         data_root=str(data_root) if data_root is not None else None,
+        data_options=tuple(data_option) if data_option else None,
         size=parse_size(size) if size is not None else None,
         workers=workers,
         backbone=backbone,

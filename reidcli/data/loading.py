@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,18 @@ from reidcli.data.roots import parse_spec, resolve_root
 from reidcli.errors import DatasetError
 
 log = logging.getLogger(__name__)
+
+
+def parse_options(pairs: Iterable[str]) -> dict[str, str]:
+    """`["pattern=...", "cam_base=0"]` -> {"pattern": "...", "cam_base": "0"} (types are
+    converted by `load_dataset` against the dataset's declared options)."""
+    options: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise DatasetError(f"dataset option must be KEY=VALUE, got {pair!r}")
+        options[key.strip()] = value
+    return options
 
 
 def _coerce(info: DatasetInfo, options: dict[str, Any]) -> dict[str, Any]:

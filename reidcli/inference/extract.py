@@ -24,6 +24,7 @@ import numpy as np
 from torch.utils.data import DataLoader
 
 from reidcli.data import load_dataset
+from reidcli.data.loading import parse_options
 from reidcli.data.records import ImageRecord
 from reidcli.errors import BankError, ReidError
 from reidcli.inference.features import FeatureExtractor, amp_dtype
@@ -45,6 +46,7 @@ class ExtractOptions:
     data: str | None = None
     data_root: str | None = None
     splits: Sequence[str] = ("query", "gallery")
+    data_options: Sequence[str] = ()
     images: Path | None = None
     images_split: str = "images"
     cam_regex: str | None = None
@@ -109,8 +111,10 @@ def gather_records(opts: ExtractOptions) -> tuple[str, dict[str, list[ImageRecor
     if opts.images is not None:
         return str(opts.images), {opts.images_split: image_folder_records(opts.images,
                                                                           opts.cam_regex)}
-    dataset = load_dataset(opts.data, opts.data_root)  # type: ignore[arg-type]
-    return opts.data, {s: dataset.split(s) for s in opts.splits}  # type: ignore[return-value]
+    dataset = load_dataset(opts.data, opts.data_root,  # type: ignore[arg-type]
+                           **parse_options(opts.data_options))
+    desc = " ".join([opts.data, *(f"-O {o}" for o in opts.data_options)])  # type: ignore[list-item]
+    return desc, {s: dataset.split(s) for s in opts.splits}
 
 
 def shard(n: int, rank: int, world: int) -> tuple[int, int]:

@@ -37,6 +37,8 @@ class FinetuneConfig:
     data: str = setting("", "data")
     """Dataset spec NAME[:PATH] understood by `reidcli.data.load_dataset`."""
     data_root: str | None = setting(None, "data")
+    data_options: tuple[str, ...] = setting((), "data")
+    """Dataset options as KEY=VALUE (e.g. the `folder` dataset's `pattern=...`)."""
     # [input]
     size: tuple[int, int] = setting((256, 128), "input")
     mean: tuple[float, float, float] | None = setting(None, "input")
@@ -176,7 +178,8 @@ class FinetuneConfig:
 
 
 SCHEMA = RecipeSchema(
-    FinetuneConfig, {"size": int, "mean": float, "std": float, "lr_steps": int}
+    FinetuneConfig, {"size": int, "mean": float, "std": float, "lr_steps": int,
+                     "data_options": str}
 )
 FIELDS = SCHEMA.fields
 

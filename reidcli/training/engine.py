@@ -145,6 +145,7 @@ class _Trainer:
 
     def _build(self) -> None:
         from reidcli.data import load_dataset
+        from reidcli.data.loading import parse_options
         from reidcli.data.sampler import PKSampler
         from reidcli.data.torch_dataset import ReidImageDataset
         from reidcli.data.transforms import build_test_transform, build_train_transform
@@ -152,7 +153,7 @@ class _Trainer:
 
         cfg, ctx = self.cfg, self.ctx
         seed_everything(cfg.seed + ctx.rank)
-        self.dataset = load_dataset(cfg.data, cfg.data_root)
+        self.dataset = load_dataset(cfg.data, cfg.data_root, **parse_options(cfg.data_options))
         train = self.dataset.train
         num_classes = self.dataset.num_train_pids
         if num_classes < cfg.ids_per_batch:
