@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 from reidcli.errors import ReidError
 from reidcli.utils.recipes import RecipeSchema, setting
@@ -204,26 +202,10 @@ SCHEMA = RecipeSchema(PretrainConfig, {
 FIELDS = SCHEMA.fields
 
 
-def runtime_fields() -> set[str]:
-    return SCHEMA.runtime_fields()
-
-
-def load_recipe(path: str | Path) -> dict[str, Any]:
-    """{field: value} of a pre-training recipe."""
-    return SCHEMA.load_recipe(path)
-
-
-def resolve_config(
-    recipe: str | Path | None = None, overrides: dict[str, Any] | None = None
-) -> PretrainConfig:
-    """defaults < recipe < overrides (only the options the user actually set)."""
-    return SCHEMA.resolve(recipe, overrides)
-
-
-def config_to_toml(cfg: PretrainConfig, header: str = "") -> str:
-    return SCHEMA.to_toml(cfg, header)
-
-
-def config_differences(saved: PretrainConfig, requested: PretrainConfig) -> list[str]:
-    """Non-runtime fields whose values differ, as `name: saved -> requested`."""
-    return SCHEMA.differences(saved, requested)
+# The recipe machinery is shared (reidcli.utils.recipes); these names are this stage's API.
+runtime_fields = SCHEMA.runtime_fields
+load_recipe = SCHEMA.load_recipe
+resolve_config = SCHEMA.resolve
+"""defaults < recipe < overrides (only the options the user actually set)."""
+config_to_toml = SCHEMA.to_toml
+config_differences = SCHEMA.differences

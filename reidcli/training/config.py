@@ -184,30 +184,13 @@ SCHEMA = RecipeSchema(
 FIELDS = SCHEMA.fields
 
 
-def runtime_fields() -> set[str]:
-    return SCHEMA.runtime_fields()
-
-
-def load_recipe(path: str | Path) -> dict[str, Any]:
-    """{field: value} of a fine-tuning recipe."""
-    return SCHEMA.load_recipe(path)
-
-
-def resolve_config(
-    recipe: str | Path | None = None, overrides: dict[str, Any] | None = None
-) -> FinetuneConfig:
-    """defaults < recipe < overrides (only the options the user actually set)."""
-    return SCHEMA.resolve(recipe, overrides)
-
-
-def config_to_toml(cfg: FinetuneConfig, header: str = "") -> str:
-    return SCHEMA.to_toml(cfg, header)
-
-
-def config_differences(
-    saved: FinetuneConfig, requested: FinetuneConfig, ignore: set[str]
-) -> list[str]:
-    return SCHEMA.differences(saved, requested, ignore)
+# The recipe machinery is shared (reidcli.utils.recipes); these names are this stage's API.
+runtime_fields = SCHEMA.runtime_fields
+load_recipe = SCHEMA.load_recipe
+resolve_config = SCHEMA.resolve
+"""defaults < recipe < overrides (only the options the user actually set)."""
+config_to_toml = SCHEMA.to_toml
+config_differences = SCHEMA.differences
 
 
 def load_run_config(run_dir: str | Path) -> FinetuneConfig:
