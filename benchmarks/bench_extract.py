@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 
 import torch
+from machine import cpu_name
 
 from reidcli.data import load_dataset
 from reidcli.inference.extract import ExtractOptions, _loader, extract_bank
@@ -46,14 +47,7 @@ REID = str(VENV_REID) if VENV_REID.exists() else "reid"
 
 
 def _machine() -> str:
-    name = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    name = cpu_name()
     return (f"{name}, {os.cpu_count()} cores, torch {torch.__version__} "
             f"({torch.get_num_threads()} threads), Python {platform.python_version()}")
 

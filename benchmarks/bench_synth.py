@@ -13,18 +13,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine import cpu_name
+
 from reidcli.data.synth import MarketConfig, World, plan_market
 from reidcli.data.synth.output import write_jobs
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main() -> None:
@@ -54,7 +46,7 @@ def main() -> None:
     cpu_rate = f"{len(jobs) / cpu_seconds:.0f}" if args.workers == 1 else "-"
     print(f"| synth market {h}x{w}, occlusion {args.occlusion} | {len(jobs)} images | "
           f"{args.workers} process(es) | {len(jobs) / seconds:.0f} images/s wall | "
-          f"{cpu_rate} images/CPU-s | {_cpu_name()}, {os.cpu_count()} cores, "
+          f"{cpu_rate} images/CPU-s | {cpu_name()}, {os.cpu_count()} cores, "
           f"Python {platform.python_version()} |")
 
 
