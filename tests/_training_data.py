@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from reidcli.training.config import FinetuneConfig
+
 CAMERA_TINTS = np.array(
     [[60, -30, -30], [-30, 60, -30], [-30, -30, 60], [40, 40, -40], [-40, 40, 40], [40, -40, 40]],
     dtype=np.float32,
@@ -75,3 +77,24 @@ def write_market(
                 for _ in range(per_cam):
                     save(folders["bounding_box_test"], pid, cam)
     return root
+
+
+def tiny_config(market: Path, out: Path, **kw) -> FinetuneConfig:
+    values = dict(
+        data=f"market1501:{market}",
+        output=str(out),
+        backbone="vit-tiny-test",
+        size=(64, 32),
+        epochs=2,
+        warmup_epochs=1,
+        lr=0.01,
+        ids_per_batch=4,
+        images_per_id=2,
+        workers=0,
+        device="cpu",
+        seed=7,
+        eval_batch_size=16,
+        progress=False,
+    )
+    values.update(kw)
+    return FinetuneConfig(**values)

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.multiprocessing as mp
-from _training_data import write_market
+from _training_data import tiny_config, write_market
 
 from reidcli.data import load_dataset
 from reidcli.data.sampler import PKSampler
@@ -32,22 +32,7 @@ WORLD = 2
 
 
 def _config(market: Path, out: Path) -> FinetuneConfig:
-    return FinetuneConfig(
-        data=f"market1501:{market}",
-        output=str(out),
-        backbone="vit-tiny-test",
-        size=(64, 32),
-        epochs=2,
-        warmup_epochs=1,
-        lr=0.01,
-        ids_per_batch=4,
-        images_per_id=2,
-        workers=0,
-        device="cpu",
-        seed=11,
-        eval_batch_size=16,
-        progress=False,
-    )
+    return tiny_config(market, out, seed=11)
 
 
 def _worker(rank: int, market: str, out: str, port: int, dump: str) -> None:

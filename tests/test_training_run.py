@@ -8,38 +8,17 @@ from pathlib import Path
 
 import pytest
 import torch
-from _training_data import write_market
+from _training_data import tiny_config, write_market
 from safetensors.torch import load_file
 
 from reidcli.errors import TrainingError
-from reidcli.training import FinetuneConfig, Hooks, finetune, load_run_config, resume_config
+from reidcli.training import Hooks, finetune, load_run_config, resume_config
 from reidcli.training.losses import ReidLoss
 
 
 @pytest.fixture(scope="module")
 def market(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_market(tmp_path_factory.mktemp("data") / "market", train_ids=8, test_ids=3)
-
-
-def tiny_config(market: Path, out: Path, **kw) -> FinetuneConfig:
-    values = dict(
-        data=f"market1501:{market}",
-        output=str(out),
-        backbone="vit-tiny-test",
-        size=(64, 32),
-        epochs=2,
-        warmup_epochs=1,
-        lr=0.01,
-        ids_per_batch=4,
-        images_per_id=2,
-        workers=0,
-        device="cpu",
-        seed=7,
-        eval_batch_size=16,
-        progress=False,
-    )
-    values.update(kw)
-    return FinetuneConfig(**values)
 
 
 def _weights(run: Path) -> dict[str, torch.Tensor]:
