@@ -33,3 +33,13 @@ def test_user_error_is_one_red_line_exit_1_and_traceback_with_verbose(tmp_path) 
     assert "error:" in result.output and "Traceback" not in result.output
     verbose = runner.invoke(app, ["-v", "evaluate", missing])
     assert verbose.exit_code == 1 and "Traceback" in verbose.output
+
+
+def test_help_shows_defaults_written_in_option_help(monkeypatch) -> None:
+    # Rich reads "[default: x]" in a help string as a markup tag and drops it silently.
+    monkeypatch.setenv("COLUMNS", "250")
+    for stage, shown in (("pretrain", "(default: 256x128)"), ("finetune", "(default: 16x4)"),
+                         ("pretrain", "(default: 0.996)")):
+        result = runner.invoke(app, [stage, "--help"])
+        assert result.exit_code == 0
+        assert shown in result.output, (stage, shown)

@@ -46,20 +46,20 @@ def finetune(
         "(e.g. -O 'pattern=id(?P<pid>\\d+)_cam(?P<cam>\\d+)' -O cam_base=0 for `folder`).",
         rich_help_panel=PANEL_DATA),
     size: str | None = typer.Option(
-        None, "--size", help="Input size HxW [default: 256x128].", rich_help_panel=PANEL_DATA),
+        None, "--size", help="Input size HxW (default: 256x128).", rich_help_panel=PANEL_DATA),
     workers: int | None = typer.Option(
-        None, "--workers", help="DataLoader worker processes [default: 8].",
+        None, "--workers", help="DataLoader worker processes (default: 8).",
         rich_help_panel=PANEL_DATA),
     backbone: str | None = typer.Option(
         None, "--backbone", help="ViT: vit-b, vit-s, vit-t, deit-s, deit-b; DINOv2: "
         "dinov2-s/b/l/g (+ -reg for 4 registers); SOLIDER Swin: swin-t/s/b; BoT: resnet50; "
-        "tests/demos: vit-small-demo, *-tiny-test (see docs/backbones.md) [default: vit-b].",
+        "tests/demos: vit-small-demo, *-tiny-test (see docs/backbones.md) (default: vit-b).",
         rich_help_panel=PANEL_MODEL),
     stride: int | None = typer.Option(
         None, "--stride", help="Patch-embedding stride of ViT backbones: 16, 12 or 11 "
-        "[default: the patch size, 16; DINOv2 14].", rich_help_panel=PANEL_MODEL),
+        "(default: the patch size, 16; DINOv2 14).", rich_help_panel=PANEL_MODEL),
     stem: str | None = typer.Option(
-        None, "--stem", help="patch or ics (TransReID-SSL's conv stem) [default: patch].",
+        None, "--stem", help="patch or ics (TransReID-SSL's conv stem) (default: patch).",
         rich_help_panel=PANEL_MODEL),
     sie: bool | None = typer.Option(
         None, "--sie/--no-sie", help="Side information embedding of the camera.",
@@ -68,35 +68,35 @@ def finetune(
         None, "--sie-view/--no-sie-view", help="SIE of the viewpoint (vehicles).",
         rich_help_panel=PANEL_MODEL),
     sie_coef: float | None = typer.Option(
-        None, "--sie-coef", help="SIE weight lambda [default: 3.0].", rich_help_panel=PANEL_MODEL),
+        None, "--sie-coef", help="SIE weight lambda (default: 3.0).", rich_help_panel=PANEL_MODEL),
     jpm: bool | None = typer.Option(
         None, "--jpm/--no-jpm", help="Jigsaw patch module (local branches).",
         rich_help_panel=PANEL_MODEL),
     jpm_shift: int | None = typer.Option(
-        None, "--jpm-shift", help="JPM shift [default: 5; 8 for vehicles].",
+        None, "--jpm-shift", help="JPM shift (default: 5; 8 for vehicles).",
         rich_help_panel=PANEL_MODEL),
     jpm_shuffle: int | None = typer.Option(
-        None, "--jpm-shuffle", help="JPM shuffle groups [default: 2].",
+        None, "--jpm-shuffle", help="JPM shuffle groups (default: 2).",
         rich_help_panel=PANEL_MODEL),
     jpm_groups: int | None = typer.Option(
-        None, "--jpm-groups", help="JPM local branches [default: 4].",
+        None, "--jpm-groups", help="JPM local branches (default: 4).",
         rich_help_panel=PANEL_MODEL),
     jpm_exact_shift: bool | None = typer.Option(
         None, "--jpm-exact-shift/--jpm-reference-shift",
         help="Rotate by exactly --jpm-shift tokens (the paper) instead of shift-1 (the "
-        "reference code) [default: reference].", rich_help_panel=PANEL_MODEL),
+        "reference code) (default: reference).", rich_help_panel=PANEL_MODEL),
     neck_feat: str | None = typer.Option(
-        None, "--neck-feat", help="Test feature before or after the BNNeck [default: before].",
+        None, "--neck-feat", help="Test feature before or after the BNNeck (default: before).",
         rich_help_panel=PANEL_MODEL),
     part_tokens: int | None = typer.Option(
-        None, "--part-tokens", help="PASS part tokens (3 for PASS checkpoints) [default: 0].",
+        None, "--part-tokens", help="PASS part tokens (3 for PASS checkpoints) (default: 0).",
         rich_help_panel=PANEL_MODEL),
     drop_path: float | None = typer.Option(
-        None, "--drop-path", help="Stochastic depth rate [default: 0.1].",
+        None, "--drop-path", help="Stochastic depth rate (default: 0.1).",
         rich_help_panel=PANEL_MODEL),
     semantic_weight: float | None = typer.Option(
         None, "--semantic-weight", help="SOLIDER's semantic weight lambda in [0, 1] (Swin "
-        "backbones) [default: 0.2].", rich_help_panel=PANEL_MODEL),
+        "backbones) (default: 0.2).", rich_help_panel=PANEL_MODEL),
     freeze_backbone: bool | None = typer.Option(
         None, "--freeze-backbone/--no-freeze-backbone", help="Linear probe: train only the "
         "BNNeck and classifier on a frozen backbone (DINOv2 recipe).",
@@ -109,30 +109,30 @@ def finetune(
         None, "--allow-partial/--no-allow-partial",
         help="Accept checkpoints whose shapes do not all fit.", rich_help_panel=PANEL_MODEL),
     epochs: int | None = typer.Option(
-        None, "--epochs", help="Training epochs [default: 120].", rich_help_panel=PANEL_OPTIM),
+        None, "--epochs", help="Training epochs (default: 120).", rich_help_panel=PANEL_OPTIM),
     lr: float | None = typer.Option(
-        None, "--lr", help="Base learning rate (biases x2) [default: 0.008].",
+        None, "--lr", help="Base learning rate (biases x2) (default: 0.008).",
         rich_help_panel=PANEL_OPTIM),
     batch: str | None = typer.Option(
-        None, "--batch", help="Batch as PxK: P identities x K images [default: 16x4].",
+        None, "--batch", help="Batch as PxK: P identities x K images (default: 16x4).",
         rich_help_panel=PANEL_OPTIM),
     ids_per_batch: int | None = typer.Option(
         None, "--ids-per-batch", help="P of the PK batch.", rich_help_panel=PANEL_OPTIM),
     images_per_id: int | None = typer.Option(
         None, "--images-per-id", help="K of the PK batch.", rich_help_panel=PANEL_OPTIM),
     optimizer: str | None = typer.Option(
-        None, "--optimizer", help="sgd (momentum 0.9), adam or adamw [default: sgd].",
+        None, "--optimizer", help="sgd (momentum 0.9), adam or adamw (default: sgd).",
         rich_help_panel=PANEL_OPTIM),
     lr_decay: float | None = typer.Option(
         None, "--lr-decay", help="Layer-wise lr decay in (0, 1] for full fine-tuning (e.g. "
-        "0.75 for DINOv2) [default: off].", rich_help_panel=PANEL_OPTIM),
+        "0.75 for DINOv2) (default: off).", rich_help_panel=PANEL_OPTIM),
     wd: float | None = typer.Option(
-        None, "--wd", help="Weight decay [default: 1e-4].", rich_help_panel=PANEL_OPTIM),
+        None, "--wd", help="Weight decay (default: 1e-4).", rich_help_panel=PANEL_OPTIM),
     warmup_epochs: int | None = typer.Option(
-        None, "--warmup-epochs", help="Linear warm-up from 0.01*lr [default: 5].",
+        None, "--warmup-epochs", help="Linear warm-up from 0.01*lr (default: 5).",
         rich_help_panel=PANEL_OPTIM),
     label_smoothing: float | None = typer.Option(
-        None, "--label-smoothing", help="ID-loss label smoothing [default: 0 = off].",
+        None, "--label-smoothing", help="ID-loss label smoothing (default: 0 = off).",
         rich_help_panel=PANEL_OPTIM),
     margin: float | None = typer.Option(
         None, "--margin", help="Hinge triplet loss with this margin (e.g. 0.3).",
@@ -141,10 +141,10 @@ def finetune(
         False, "--soft-margin", help="Soft-margin triplet loss (the default of every "
         "published recipe); overrides a recipe's margin.", rich_help_panel=PANEL_OPTIM),
     amp: str | None = typer.Option(
-        None, "--amp", help="Mixed precision: auto, bf16, fp16 or off [default: auto = fp16 "
-        "on CUDA, off on CPU].", rich_help_panel=PANEL_OPTIM),
+        None, "--amp", help="Mixed precision: auto, bf16, fp16 or off (default: auto = fp16 "
+        "on CUDA, off on CPU).", rich_help_panel=PANEL_OPTIM),
     seed: int | None = typer.Option(
-        None, "--seed", help="Random seed [default: 1234].", rich_help_panel=PANEL_OPTIM),
+        None, "--seed", help="Random seed (default: 1234).", rich_help_panel=PANEL_OPTIM),
     recipe: Path | None = typer.Option(
         None, "--recipe", help="TOML recipe (see recipes/); options given here override it.",
         rich_help_panel=PANEL_RUN),
@@ -154,13 +154,13 @@ def finetune(
         False, "--resume", help="Continue the run in -o from its last finished epoch.",
         rich_help_panel=PANEL_RUN),
     eval_every: int | None = typer.Option(
-        None, "--eval-every", help="Evaluate on query/gallery every N epochs [default: 0 = "
-        "after the last epoch only].", rich_help_panel=PANEL_RUN),
+        None, "--eval-every", help="Evaluate on query/gallery every N epochs (default: 0 = "
+        "after the last epoch only).", rich_help_panel=PANEL_RUN),
     eval_batch_size: int | None = typer.Option(
-        None, "--eval-batch-size", help="Batch size of evaluation [default: 256].",
+        None, "--eval-batch-size", help="Batch size of evaluation (default: 256).",
         rich_help_panel=PANEL_RUN),
     device: str | None = typer.Option(
-        None, "--device", help="auto, cpu, cuda or cuda:N [default: auto].",
+        None, "--device", help="auto, cpu, cuda or cuda:N (default: auto).",
         rich_help_panel=PANEL_RUN),
 ) -> None:
     """Supervised fine-tuning (ID + triplet loss; TransReID SIE/JPM for ViTs; DINOv2, SOLIDER

@@ -26,7 +26,7 @@ def _given(**options: Any) -> dict[str, Any]:
 
 def pretrain(
     method: str | None = typer.Option(
-        None, "--method", help="dino, dino-mim (PersonViT/iBOT) or pass [default: dino].",
+        None, "--method", help="dino, dino-mim (PersonViT/iBOT) or pass (default: dino).",
         rich_help_panel=PANEL_METHOD),
     data: str | None = typer.Option(
         None, "--data", help="Unlabelled images: luperson:FOLDER or luperson:LIST.txt "
@@ -42,47 +42,47 @@ def pretrain(
         None, "--keep", help="Keep this leading fraction of the list (e.g. 0.5).",
         rich_help_panel=PANEL_DATA),
     size: str | None = typer.Option(
-        None, "--size", help="Global crop size HxW [default: 256x128].",
+        None, "--size", help="Global crop size HxW (default: 256x128).",
         rich_help_panel=PANEL_DATA),
     local_size: str | None = typer.Option(
-        None, "--local-size", help="Local crop size HxW [default: 128x64].",
+        None, "--local-size", help="Local crop size HxW (default: 128x64).",
         rich_help_panel=PANEL_DATA),
     local_crops: int | None = typer.Option(
-        None, "--local-crops", help="Local crops per image, dino/dino-mim [default: 8].",
+        None, "--local-crops", help="Local crops per image, dino/dino-mim (default: 8).",
         rich_help_panel=PANEL_DATA),
     person_crops: bool | None = typer.Option(
         None, "--person-crops/--square-crops", help="Crop aspect (w/h) 0.4-0.6, person-shaped "
         "(SOLIDER), instead of DINO's 3/4-4/3.", rich_help_panel=PANEL_DATA),
     workers: int | None = typer.Option(
-        None, "--workers", help="DataLoader worker processes [default: 8].",
+        None, "--workers", help="DataLoader worker processes (default: 8).",
         rich_help_panel=PANEL_DATA),
     lambda_cls: float | None = typer.Option(
-        None, "--lambda-cls", help="dino-mim: weight of the [CLS] loss [default: 1.0].",
+        None, "--lambda-cls", help="dino-mim: weight of the [CLS] loss (default: 1.0).",
         rich_help_panel=PANEL_METHOD),
     lambda_mim: float | None = typer.Option(
-        None, "--lambda-mim", help="dino-mim: weight of the patch loss [default: 1.0].",
+        None, "--lambda-mim", help="dino-mim: weight of the patch loss (default: 1.0).",
         rich_help_panel=PANEL_METHOD),
     parts: int | None = typer.Option(
-        None, "--parts", help="pass: part regions / [PART] tokens L [default: 3].",
+        None, "--parts", help="pass: part regions / [PART] tokens L (default: 3).",
         rich_help_panel=PANEL_METHOD),
     part_crops: int | None = typer.Option(
-        None, "--part-crops", help="pass: local crops per region J [default: 3].",
+        None, "--part-crops", help="pass: local crops per region J (default: 3).",
         rich_help_panel=PANEL_METHOD),
     teacher_temp: float | None = typer.Option(
-        None, "--teacher-temp", help="Teacher temperature [default: 0.04].",
+        None, "--teacher-temp", help="Teacher temperature (default: 0.04).",
         rich_help_panel=PANEL_METHOD),
     warmup_teacher_temp_epochs: int | None = typer.Option(
         None, "--warmup-teacher-temp-epochs", help="Epochs warming the teacher temperature "
-        "up from 0.04 [default: 0].", rich_help_panel=PANEL_METHOD),
+        "up from 0.04 (default: 0).", rich_help_panel=PANEL_METHOD),
     backbone: str | None = typer.Option(
         None, "--backbone", help="ViT-family backbones only: vit-s, vit-b, vit-t, deit-s, "
-        "deit-b, dinov2-s/b/l/g (not -reg with pass), vit-small-demo, vit-tiny-test [default: "
-        "vit-s]. Swin and ResNet cannot be pre-trained here.", rich_help_panel=PANEL_MODEL),
+        "deit-b, dinov2-s/b/l/g (not -reg with pass), vit-small-demo, vit-tiny-test (default: "
+        "vit-s). Swin and ResNet cannot be pre-trained here.", rich_help_panel=PANEL_MODEL),
     stem: str | None = typer.Option(
-        None, "--stem", help="patch or ics (TransReID-SSL's conv stem) [default: patch].",
+        None, "--stem", help="patch or ics (TransReID-SSL's conv stem) (default: patch).",
         rich_help_panel=PANEL_MODEL),
     stride: int | None = typer.Option(
-        None, "--stride", help="Patch-embedding stride [default: the patch size, 16; DINOv2 14].",
+        None, "--stride", help="Patch-embedding stride (default: the patch size, 16; DINOv2 14).",
         rich_help_panel=PANEL_MODEL),
     init: str | None = typer.Option(
         None, "--init", help="Start from these weights (ImageNet/timm file, DINO/iBOT/PASS "
@@ -92,33 +92,33 @@ def pretrain(
         help="Accept --init checkpoints whose shapes do not all fit.",
         rich_help_panel=PANEL_MODEL),
     drop_path: float | None = typer.Option(
-        None, "--drop-path", help="Student stochastic depth [default: 0.1].",
+        None, "--drop-path", help="Student stochastic depth (default: 0.1).",
         rich_help_panel=PANEL_MODEL),
     out_dim: int | None = typer.Option(
-        None, "--out-dim", help="Head prototypes K [default: 65536; 8192 for dino-mim].",
+        None, "--out-dim", help="Head prototypes K (default: 65536; 8192 for dino-mim).",
         rich_help_panel=PANEL_MODEL),
     epochs: int | None = typer.Option(
-        None, "--epochs", help="Epochs [default: 100].", rich_help_panel=PANEL_OPTIM),
+        None, "--epochs", help="Epochs (default: 100).", rich_help_panel=PANEL_OPTIM),
     batch_size: int | None = typer.Option(
-        None, "--batch-size", help="Global batch size, all processes [default: 512].",
+        None, "--batch-size", help="Global batch size, all processes (default: 512).",
         rich_help_panel=PANEL_OPTIM),
     lr: float | None = typer.Option(
-        None, "--lr", help="Peak lr per 256 images, scaled by batch/256 [default: 5e-4].",
+        None, "--lr", help="Peak lr per 256 images, scaled by batch/256 (default: 5e-4).",
         rich_help_panel=PANEL_OPTIM),
     min_lr: float | None = typer.Option(
-        None, "--min-lr", help="Final lr of the cosine [default: 1e-6].",
+        None, "--min-lr", help="Final lr of the cosine (default: 1e-6).",
         rich_help_panel=PANEL_OPTIM),
     warmup_epochs: int | None = typer.Option(
-        None, "--warmup-epochs", help="Linear lr warm-up epochs [default: 10].",
+        None, "--warmup-epochs", help="Linear lr warm-up epochs (default: 10).",
         rich_help_panel=PANEL_OPTIM),
     momentum_teacher: float | None = typer.Option(
         None, "--momentum-teacher", help="Initial teacher EMA momentum, cosine to 1 "
-        "[default: 0.996].", rich_help_panel=PANEL_OPTIM),
+        "(default: 0.996).", rich_help_panel=PANEL_OPTIM),
     amp: str | None = typer.Option(
-        None, "--amp", help="Mixed precision: auto, bf16, fp16 or off [default: auto = fp16 "
-        "on CUDA, off on CPU].", rich_help_panel=PANEL_OPTIM),
+        None, "--amp", help="Mixed precision: auto, bf16, fp16 or off (default: auto = fp16 "
+        "on CUDA, off on CPU).", rich_help_panel=PANEL_OPTIM),
     seed: int | None = typer.Option(
-        None, "--seed", help="Random seed [default: 0].", rich_help_panel=PANEL_OPTIM),
+        None, "--seed", help="Random seed (default: 0).", rich_help_panel=PANEL_OPTIM),
     recipe: Path | None = typer.Option(
         None, "--recipe", help="TOML recipe (see recipes/pretrain_*.toml); options given "
         "here override it.", rich_help_panel=PANEL_RUN),
@@ -128,16 +128,16 @@ def pretrain(
         False, "--resume", help="Continue the run in -o from its trainer.pt.",
         rich_help_panel=PANEL_RUN),
     export_every: int | None = typer.Option(
-        None, "--export-every", help="Export the teacher every N epochs [default: 1].",
+        None, "--export-every", help="Export the teacher every N epochs (default: 1).",
         rich_help_panel=PANEL_RUN),
     checkpoint_every: int | None = typer.Option(
         None, "--checkpoint-every", help="Also write trainer.pt every N iterations "
-        "[default: 0 = epoch ends only].", rich_help_panel=PANEL_RUN),
+        "(default: 0 = epoch ends only).", rich_help_panel=PANEL_RUN),
     max_iters: int | None = typer.Option(
         None, "--max-iters", help="Stop after N iterations of the schedule (resumable).",
         rich_help_panel=PANEL_RUN),
     device: str | None = typer.Option(
-        None, "--device", help="auto, cpu, cuda or cuda:N [default: auto].",
+        None, "--device", help="auto, cpu, cuda or cuda:N (default: auto).",
         rich_help_panel=PANEL_RUN),
 ) -> None:
     """Self-supervised pre-training of a ViT on unlabelled person images (DINO, DINO+MIM,

@@ -55,12 +55,12 @@ def market(
     seed: int = typer.Option(0, "--seed", help="Seed: same seed, same bytes."),
     size: str = typer.Option("128x64", "--size", help=SIZE_HELP),
     train_ids: int | None = typer.Option(
-        None, "--train-ids", help="Identities in the train split [default: half of --ids]."),
+        None, "--train-ids", help="Identities in the train split (default: half of --ids)."),
     per_cam: int = typer.Option(4, "--per-cam", help="Images per identity and camera."),
     distractors: int | None = typer.Option(
-        None, "--distractors", help="0000_ distractor images [default: 10% of the gallery]."),
+        None, "--distractors", help="0000_ distractor images (default: 10% of the gallery)."),
     junk: int | None = typer.Option(
-        None, "--junk", help="-1_ junk images [default: 5% of the gallery]."),
+        None, "--junk", help="-1_ junk images (default: 5% of the gallery)."),
     occlusion: float = typer.Option(0.0, "--occlusion", help="Probability of an occluder."),
     camera_strength: float = typer.Option(1.0, "--camera-strength", help=STRENGTH_HELP),
     twins: float = typer.Option(
