@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -9,7 +10,9 @@ import pytest
 import torch
 from PIL import Image
 
+from reidcli.errors import ReidError
 from reidcli.ssl.augment import CropSpec, MultiCrop, PartCrop, part_regions, region_of_view
+from reidcli.ssl.config import PretrainConfig
 from reidcli.ssl.data import EpochBatchSampler, PathTable
 from reidcli.ssl.ema import ema_update
 from reidcli.ssl.heads import DINOHead
@@ -239,6 +242,32 @@ def test_multicrop_views() -> None:
     crops = MultiCrop(spec)(_image())
     assert [tuple(c.shape) for c in crops] == [(3, 64, 32)] * 2 + [(3, 32, 16)] * 3
     assert all(c.dtype == torch.float32 for c in crops)
+
+
+def test_photometric_augmentation_is_configurable() -> None:
+    # A flat colour survives crops, flips and blur unchanged: only the photometric chain
+    # (jitter, grayscale, solarisation) can alter it.
+    flat = Image.new("RGB", (32, 64), (200, 40, 40))
+    expected = torch.tensor([200, 40, 40]).view(3, 1, 1) / 255
+    off = CropSpec(global_size=(64, 32), local_size=(32, 16), local_crops=4, mean=(0, 0, 0),
+                   std=(1, 1, 1), colour_jitter=(0, 0, 0, 0), grayscale_prob=0,
+                   solarize_prob=0)
+    torch.manual_seed(0)
+    for _ in range(5):
+        assert all(torch.allclose(v, expected.expand_as(v), atol=2e-3)
+                   for v in MultiCrop(off)(flat))
+    default = dataclasses.replace(off, colour_jitter=CropSpec.colour_jitter,
+                                  grayscale_prob=0.2, solarize_prob=0.2)
+    views = [v for _ in range(5) for v in MultiCrop(default)(flat)]
+    changed = sum(not torch.allclose(v, expected.expand_as(v), atol=2e-3) for v in views)
+    assert changed > len(views) // 2  # jitter p 0.8 + grayscale p 0.2
+
+
+def test_photometric_settings_are_validated() -> None:
+    cfg = PretrainConfig(data="luperson:x", output="o", grayscale_prob=1.5,
+                         colour_jitter=(0.4, 0.4, 0.2, 0.7))
+    with pytest.raises(ReidError, match="grayscale_prob.*colour_jitter"):
+        cfg.validate()
 
 
 def test_part_regions_generic() -> None:

@@ -36,6 +36,12 @@ class CropSpec:
     aspect: tuple[float, float] = DEFAULT_ASPECT
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    colour_jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.2, 0.1)
+    """Brightness, contrast, saturation, hue of DINO's ColorJitter."""
+    colour_jitter_prob: float = 0.8
+    grayscale_prob: float = 0.2
+    solarize_prob: float = 0.2
+    """Of global view 2 only."""
 
 
 def _blur(p: float, size: Size) -> v2.Transform:
@@ -52,12 +58,20 @@ def _crop(size: Size, scale: tuple[float, float], aspect: tuple[float, float]) -
     )
 
 
-def _flip_colour() -> list[v2.Transform]:
-    return [
-        v2.RandomHorizontalFlip(p=0.5),
-        v2.RandomApply([v2.ColorJitter(0.4, 0.4, 0.2, 0.1)], p=0.8),
-        v2.RandomGrayscale(p=0.2),
-    ]
+def _flip_colour(spec: CropSpec) -> list[v2.Transform]:
+    # Colour invariance is what DINO's photometric chain teaches. Where clothing colour is
+    # the identity (as in ReID), users weaken it: all of it is configurable.
+    out: list[v2.Transform] = [v2.RandomHorizontalFlip(p=0.5)]
+    if spec.colour_jitter_prob > 0 and any(spec.colour_jitter):
+        out.append(v2.RandomApply([v2.ColorJitter(*spec.colour_jitter)],
+                                  p=spec.colour_jitter_prob))
+    if spec.grayscale_prob > 0:
+        out.append(v2.RandomGrayscale(p=spec.grayscale_prob))
+    return out
+
+
+def _solarize(spec: CropSpec) -> list[v2.Transform]:
+    return [v2.RandomSolarize(threshold=128, p=spec.solarize_prob)] if spec.solarize_prob else []
 
 
 def _normalise(spec: CropSpec) -> list[v2.Transform]:
@@ -69,21 +83,22 @@ class MultiCrop:
 
     Global 1: always blurred. Global 2: blurred with p 0.1 and solarised with p 0.2.
     Locals: blurred with p 0.5. All share flip, colour jitter (p 0.8) and grayscale (p 0.2).
+    The photometric probabilities and strengths come from the spec.
     """
 
     def __init__(self, spec: CropSpec) -> None:
         self.spec = spec
         g, loc = spec.global_size, spec.local_size
         self.global1 = v2.Compose(
-            [_crop(g, spec.global_scale, spec.aspect), *_flip_colour(), _blur(1.0, g),
+            [_crop(g, spec.global_scale, spec.aspect), *_flip_colour(spec), _blur(1.0, g),
              *_normalise(spec)]
         )
         self.global2 = v2.Compose(
-            [_crop(g, spec.global_scale, spec.aspect), *_flip_colour(), _blur(0.1, g),
-             v2.RandomSolarize(threshold=128, p=0.2), *_normalise(spec)]
+            [_crop(g, spec.global_scale, spec.aspect), *_flip_colour(spec), _blur(0.1, g),
+             *_solarize(spec), *_normalise(spec)]
         )
         self.local = v2.Compose(
-            [_crop(loc, spec.local_scale, spec.aspect), *_flip_colour(), _blur(0.5, loc),
+            [_crop(loc, spec.local_scale, spec.aspect), *_flip_colour(spec), _blur(0.5, loc),
              *_normalise(spec)]
         )
 

@@ -49,6 +49,12 @@ class PretrainConfig:
     """Crop aspect range (w/h); (0.4, 0.6) keeps person crops person-shaped (SOLIDER)."""
     mean: tuple[float, float, float] = setting(IMAGENET_MEAN, "input")
     std: tuple[float, float, float] = setting(IMAGENET_STD, "input")
+    colour_jitter: tuple[float, float, float, float] = setting((0.4, 0.4, 0.2, 0.1), "input")
+    """ColorJitter brightness, contrast, saturation, hue (DINO's values)."""
+    colour_jitter_prob: float = setting(0.8, "input")
+    grayscale_prob: float = setting(0.2, "input")
+    solarize_prob: float = setting(0.2, "input")
+    """Solarisation of the second global view."""
     # [model]
     backbone: str = setting("vit-s", "model")
     stem: str = setting("patch", "model")
@@ -157,6 +163,13 @@ class PretrainConfig:
         lo, hi = self.mask_ratio
         if not 0 <= lo <= hi < 1:
             problems.append(f"mask_ratio must satisfy 0 <= low <= high < 1, got {self.mask_ratio}")
+        probs = (self.colour_jitter_prob, self.grayscale_prob, self.solarize_prob)
+        if not all(0 <= p <= 1 for p in probs):
+            problems.append("colour_jitter_prob, grayscale_prob, solarize_prob must be in [0, 1]")
+        jitter = tuple(self.colour_jitter)
+        if len(jitter) != 4 or min(jitter) < 0 or jitter[3] > 0.5:
+            problems.append("colour_jitter is (brightness, contrast, saturation, hue), each >= 0, "
+                            f"hue <= 0.5; got {jitter}")
         if self.out_dim is not None and self.out_dim < 1:
             problems.append("out_dim must be >= 1")
         if self.max_iters < 0 or self.checkpoint_every < 0 or self.export_every < 0:
@@ -198,6 +211,7 @@ def backbone_problems(backbone: str, method: str) -> list[str]:
 SCHEMA = RecipeSchema(PretrainConfig, {
     "global_size": int, "local_size": int, "global_scale": float, "local_scale": float,
     "crop_aspect": float, "mean": float, "std": float, "mask_ratio": float,
+    "colour_jitter": float,
 })
 FIELDS = SCHEMA.fields
 

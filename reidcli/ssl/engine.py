@@ -100,6 +100,10 @@ def build_transform(cfg: PretrainConfig) -> MultiCrop:
         aspect=tuple(cfg.crop_aspect),
         mean=tuple(cfg.mean),
         std=tuple(cfg.std),
+        colour_jitter=tuple(cfg.colour_jitter),
+        colour_jitter_prob=cfg.colour_jitter_prob,
+        grayscale_prob=cfg.grayscale_prob,
+        solarize_prob=cfg.solarize_prob,
     )
     if cfg.method == "pass":
         return PartCrop(spec, cfg.parts, cfg.region_fraction)
