@@ -11,7 +11,14 @@ import torch
 from PIL import Image
 
 from reidcli.errors import ReidError
-from reidcli.ssl.augment import CropSpec, MultiCrop, PartCrop, part_regions, region_of_view
+from reidcli.ssl.augment import (
+    DINO_COLOUR_JITTER,
+    CropSpec,
+    MultiCrop,
+    PartCrop,
+    part_regions,
+    region_of_view,
+)
 from reidcli.ssl.config import PretrainConfig
 from reidcli.ssl.data import EpochBatchSampler, PathTable
 from reidcli.ssl.ema import ema_update
@@ -256,7 +263,7 @@ def test_photometric_augmentation_is_configurable() -> None:
     for _ in range(5):
         assert all(torch.allclose(v, expected.expand_as(v), atol=2e-3)
                    for v in MultiCrop(off)(flat))
-    default = dataclasses.replace(off, colour_jitter=CropSpec.colour_jitter,
+    default = dataclasses.replace(off, colour_jitter=DINO_COLOUR_JITTER,
                                   grayscale_prob=0.2, solarize_prob=0.2)
     views = [v for _ in range(5) for v in MultiCrop(default)(flat)]
     changed = sum(not torch.allclose(v, expected.expand_as(v), atol=2e-3) for v in views)

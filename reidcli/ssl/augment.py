@@ -22,6 +22,8 @@ PERSON_ASPECT = (0.4, 0.6)
 """Person-shaped crops (w/h), as in SOLIDER: a 256x128 crop keeps the body's proportions."""
 
 MAX_BLUR_SIGMA = 2.0
+DINO_COLOUR_JITTER = (0.4, 0.4, 0.2, 0.1)
+"""DINO's ColorJitter: brightness, contrast, saturation, hue."""
 
 
 @dataclass(frozen=True)
@@ -36,8 +38,7 @@ class CropSpec:
     aspect: tuple[float, float] = DEFAULT_ASPECT
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
-    colour_jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.2, 0.1)
-    """Brightness, contrast, saturation, hue of DINO's ColorJitter."""
+    colour_jitter: tuple[float, float, float, float] = DINO_COLOUR_JITTER
     colour_jitter_prob: float = 0.8
     grayscale_prob: float = 0.2
     solarize_prob: float = 0.2

@@ -17,6 +17,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from reidcli.errors import ReidError
+from reidcli.ssl.augment import DINO_COLOUR_JITTER
 from reidcli.utils.recipes import RecipeSchema, setting
 
 METHODS = ("dino", "dino-mim", "pass")
@@ -49,8 +50,8 @@ class PretrainConfig:
     """Crop aspect range (w/h); (0.4, 0.6) keeps person crops person-shaped (SOLIDER)."""
     mean: tuple[float, float, float] = setting(IMAGENET_MEAN, "input")
     std: tuple[float, float, float] = setting(IMAGENET_STD, "input")
-    colour_jitter: tuple[float, float, float, float] = setting((0.4, 0.4, 0.2, 0.1), "input")
-    """ColorJitter brightness, contrast, saturation, hue (DINO's values)."""
+    colour_jitter: tuple[float, float, float, float] = setting(DINO_COLOUR_JITTER, "input")
+    """ColorJitter brightness, contrast, saturation, hue."""
     colour_jitter_prob: float = setting(0.8, "input")
     grayscale_prob: float = setting(0.2, "input")
     solarize_prob: float = setting(0.2, "input")
