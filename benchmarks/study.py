@@ -32,6 +32,7 @@ import platform
 import random
 import shutil
 import statistics
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,9 @@ from typing import Any
 
 from machine import cpu_name
 from runner import REID, cached, metrics, parallel, run_model, shown
+
+from reidcli.data.parsers.luperson import read_list
+from reidcli.data.synth import read_manifest
 
 REPO = Path(__file__).resolve().parent.parent
 PARTS = ("pretrain", "cfs", "sie-jpm", "stride", "rerank")
@@ -169,13 +173,12 @@ class Study:
     def finetune_all(self, starts: dict[str, tuple[str | None, list[str]]],
                      prefix: str, **kw: Any) -> dict[str, list[dict[str, float]]]:
         """Fine-tune every start with every seed; {start: [{seed, mAP, R1, mINP}, ...]}."""
-        jobs = [(run_name(prefix, label, seed), seed, start, extra)
+        jobs = [(label, seed, run_name(prefix, label, seed), start, extra)
                 for label, (start, extra) in starts.items() for seed in self.ft_seeds]
-        self._batch([(n, self.finetune_cmd(n, s, st, extra=ex, **kw))
-                     for n, s, st, ex in jobs])
+        self._batch([(name, self.finetune_cmd(name, seed, start, extra=extra, **kw))
+                     for _, seed, name, start, extra in jobs])
         rows: dict[str, list[dict[str, float]]] = {}
-        for (name, seed, _, _), label in zip(
-                jobs, [lb for lb in starts for _ in self.ft_seeds], strict=True):
+        for label, seed, name, _, _ in jobs:
             last = metrics(self.out / name)[-1]
             rows.setdefault(label, []).append({"seed": seed, **{
                 k: round(100 * last[k], 2) for k in ("mAP", "R1", "mINP")}})
@@ -225,15 +228,12 @@ class Study:
             "--target-supervised", "--proxy-epochs", str(a.cfs_target_epochs),
             "--workers", "1", "--device", a.device, "--seed", str(a.seed)],
             lambda p: p.is_file())
-        kept = [ln for ln in (self.out / "cfs.txt").read_text().splitlines()
-                if ln and not ln.startswith("#")]
-        every = sorted(ln.split(",")[0] for ln in
-                       (self.out / "lup/manifest.csv").read_text().splitlines()[1:])
+        manifest = read_manifest(self.out / "lup")
+        kept = read_list(self.out / "cfs.txt")
+        every = sorted(row.path for row in manifest)
         rand = random.Random(a.seed).sample(every, len(kept))
         (self.out / "random50.txt").write_text("".join(f"{p}\n" for p in rand))
-        target = {ln.split(",")[0] for ln in
-                  (self.out / "lup/manifest.csv").read_text().splitlines()[1:]
-                  if ln.split(",")[1] == "target"}
+        target = {row.path for row in manifest if row.domain == "target"}
         precision = {n: round(sum(p in target for p in lst) / len(lst), 3)
                      for n, lst in (("cfs50", kept), ("random50", rand), ("all", every))}
         # Half the images, twice the epochs: every start gets the same iterations.
@@ -336,8 +336,6 @@ def report(study: Study, started: float) -> str:
 
 
 def main() -> None:
-    import sys
-
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=REPO / "benchmarks/out/study")
     p.add_argument("--fresh", action="store_true", help="delete --out first")
