@@ -43,3 +43,17 @@ def test_help_shows_defaults_written_in_option_help(monkeypatch) -> None:
         result = runner.invoke(app, [stage, "--help"])
         assert result.exit_code == 0
         assert shown in result.output, (stage, shown)
+
+
+def test_no_option_help_hides_text_in_rich_markup() -> None:
+    import click
+    import typer
+
+    def commands(cmd: click.Command):
+        yield cmd
+        for sub in getattr(cmd, "commands", {}).values():
+            yield from commands(sub)
+
+    offenders = [f"{cmd.name} {p.name}" for cmd in commands(typer.main.get_command(app))
+                 for p in cmd.params if "[default:" in (getattr(p, "help", None) or "")]
+    assert offenders == []
