@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageFilter
 
 from reidcli.errors import ReidError
 from reidcli.ssl.augment import (
@@ -16,6 +16,7 @@ from reidcli.ssl.augment import (
     CropSpec,
     MultiCrop,
     PartCrop,
+    RandomGaussianBlur,
     part_regions,
     region_of_view,
 )
@@ -268,6 +269,23 @@ def test_photometric_augmentation_is_configurable() -> None:
     views = [v for _ in range(5) for v in MultiCrop(default)(flat)]
     changed = sum(not torch.allclose(v, expected.expand_as(v), atol=2e-3) for v in views)
     assert changed > len(views) // 2  # jitter p 0.8 + grayscale p 0.2
+
+
+def test_blur_draws_sigma_from_torch_and_blurs_with_pillow() -> None:
+    # Pillow's radius is the Gaussian's sigma; the draw comes from torch's generator, which
+    # the dataset seeds per sample, so views are reproducible.
+    edge = Image.new("RGB", (32, 64), (0, 0, 0))
+    edge.paste((255, 255, 255), (16, 0, 32, 64))
+    blur = RandomGaussianBlur((0.5, 1.5))
+    torch.manual_seed(3)
+    out = blur(edge)
+    torch.manual_seed(3)
+    sigma = 0.5 + 1.0 * float(torch.rand(()))
+    assert np.array_equal(np.asarray(out), np.asarray(edge.filter(ImageFilter.GaussianBlur(sigma))))
+    row = np.asarray(out)[32, :, 0].astype(int)
+    assert 0 < row[15] < 128 < row[16] < 255  # the step became a ramp, centred on the edge
+    torch.manual_seed(3)
+    assert np.array_equal(np.asarray(blur(edge)), np.asarray(out))
 
 
 def test_photometric_settings_are_validated() -> None:
