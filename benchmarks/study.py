@@ -43,6 +43,7 @@ from runner import REID, cached, metrics, parallel, run_model, shown
 
 from reidcli.data.parsers.luperson import read_list
 from reidcli.data.synth import read_manifest
+from reidcli.utils.io import atomic_write_text
 
 REPO = Path(__file__).resolve().parent.parent
 PARTS = ("pretrain", "cfs", "sie-jpm", "stride", "rerank")
@@ -131,7 +132,8 @@ class Study:
         a = self.args
         h, w = (int(v) for v in a.size.split("x"))
         cmd = [REID, "pretrain", "--recipe", "pretrain.toml", "--method", method,
-               "--data", "luperson:lup", "--backbone", a.backbone, "--size", a.size,
+               "--data", "luperson:lup", "--backbone", a.backbone, "--stem", a.stem,
+               "--size", a.size,
                "--local-size", f"{h // 2}x{w // 2}", "--out-dim", str(a.out_dim),
                "--epochs", str(epochs), "--warmup-epochs", str(warmup),
                "--batch-size", str(a.pt_batch), "--lr", str(a.pt_lr),
@@ -161,7 +163,8 @@ class Study:
         size = size or a.size
         recipe = "finetune.toml" if size == a.size else "finetune128.toml"
         cmd = [REID, "finetune", "--recipe", recipe, "--data", f"market1501:{data}",
-               "--backbone", a.backbone, "--size", size, "--epochs", str(a.ft_epochs),
+               "--backbone", a.backbone, "--stem", a.stem, "--size", size,
+               "--epochs", str(a.ft_epochs),
                "--optimizer", "adamw", "--lr", str(a.ft_lr),
                "--warmup-epochs", str(min(2, a.ft_epochs)),
                "--batch", "16x4", "--drop-path", "0", "--workers", "1", "--device", a.device,
@@ -347,6 +350,7 @@ def main() -> None:
     p.add_argument("--camera-strength", type=float, default=2.5, help="sie-jpm data")
     p.add_argument("--occlusion", type=float, default=0.3, help="sie-jpm data")
     p.add_argument("--backbone", default="vit-tiny-test")
+    p.add_argument("--stem", default="patch", help="patch or ics, for every start")
     p.add_argument("--size", default="64x32", help="pre-training globals and fine-tuning input")
     p.add_argument("--out-dim", type=int, default=1024, help="head prototypes K")
     p.add_argument("--local-crops", type=int, default=4)
@@ -394,10 +398,10 @@ def main() -> None:
     for part in PARTS:
         if part in args.parts:
             getattr(study, "part_" + part.replace("-", "_"))()
-            saved.write_text(json.dumps({"results": study.results}, indent=2))
+            atomic_write_text(saved, json.dumps({"results": study.results}, indent=2))
     text = report(study, started)
-    (out / "study.md").write_text(text + "\n")
-    (out / "commands.txt").write_text("\n".join(dict.fromkeys(study.commands)) + "\n")
+    atomic_write_text(out / "study.md", text + "\n")
+    atomic_write_text(out / "commands.txt", "\n".join(dict.fromkeys(study.commands)) + "\n")
     print("\n" + text)
 
 
