@@ -1,8 +1,8 @@
 """Multi-crop augmentation (DINO recipe on person images) and PASS region crops.
 
-Everything is composed from `torchvision.transforms.v2`. Crops stay PIL images until the
-final conversion: Pillow's resize and colour operations are several times faster than the
-tensor versions on CPU workers.
+Composed from `torchvision.transforms.v2`, with the blur done by Pillow. Crops stay PIL
+images until the final conversion: Pillow's resize, colour and blur operations are several
+times faster than the tensor versions on CPU workers.
 """
 
 from __future__ import annotations
@@ -48,9 +48,10 @@ class RandomGaussianBlur:
     """Gaussian blur with sigma drawn uniformly from `sigma`, applied by Pillow.
 
     DINO's reference blurs with Pillow too (`ImageFilter.GaussianBlur`, radius = sigma).
-    torchvision's version is a float convolution that costs 5-50x more on CPU workers, where
-    multi-crop augmentation is what bounds pre-training throughput. The sigma is drawn from
-    torch's generator so a sample's views stay reproducible from its seed.
+    torchvision's float convolution made the whole multi-crop chain twice as expensive at the
+    published crop sizes (benchmarks/bench_augment.py), and augmentation is what bounds
+    pre-training throughput on CPU workers. The sigma is drawn from torch's generator so a
+    sample's views stay reproducible from its seed.
     """
 
     def __init__(self, sigma: tuple[float, float] = (0.1, MAX_BLUR_SIGMA)) -> None:
