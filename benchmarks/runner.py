@@ -19,6 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from reidcli.utils.io import atomic_write_text
+
 REID = str(Path(sys.executable).with_name("reid"))
 T = TypeVar("T")
 R = TypeVar("R")
@@ -70,7 +72,7 @@ def cached(target: Path, cmd: list[str], cwd: Path, env: dict[str, str],
     elif target.exists():
         target.unlink()
     stats = run(cmd, cwd, env, target.parent / f"{target.name}.log")
-    stamp.write_text(json.dumps({"cmd": cmd[1:], "stats": stats}))
+    atomic_write_text(stamp, json.dumps({"cmd": cmd[1:], "stats": stats}))
     return stats
 
 

@@ -119,11 +119,11 @@ class Study:
                 *common]))
         for name, cmd in jobs:
             self._run(name, cmd, lambda p: (p / "synth.json").is_file())
-        (self.out / "pretrain.toml").write_text(PRETRAIN_RECIPE.format(
+        atomic_write_text(self.out / "pretrain.toml", PRETRAIN_RECIPE.format(
             jitter=a.colour_jitter, gray=a.grayscale, solarize=a.solarize))
         for size, name in ((a.size, "finetune.toml"), ("128x64", "finetune128.toml")):
             width = int(size.split("x")[1])
-            (self.out / name).write_text(FINETUNE_RECIPE.format(
+            atomic_write_text(self.out / name, FINETUNE_RECIPE.format(
                 padding=max(2, width // 10), erase=a.erase))
 
     # ---- pre-training ------------------------------------------------------------------
@@ -235,7 +235,7 @@ class Study:
         kept = read_list(self.out / "cfs.txt")
         every = sorted(row.path for row in manifest)
         rand = random.Random(a.seed).sample(every, len(kept))
-        (self.out / "random50.txt").write_text("".join(f"{p}\n" for p in rand))
+        atomic_write_text(self.out / "random50.txt", "".join(f"{p}\n" for p in rand))
         target = {row.path for row in manifest if row.domain == "target"}
         precision = {n: round(sum(p in target for p in lst) / len(lst), 3)
                      for n, lst in (("cfs50", kept), ("random50", rand), ("all", every))}
