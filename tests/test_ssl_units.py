@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image, ImageFilter
+from torchvision.transforms import v2
 
 from reidcli.errors import ReidError
 from reidcli.ssl.augment import (
@@ -23,6 +24,7 @@ from reidcli.ssl.augment import (
 from reidcli.ssl.config import PretrainConfig
 from reidcli.ssl.data import EpochBatchSampler, PathTable
 from reidcli.ssl.ema import ema_update
+from reidcli.ssl.engine import build_transform
 from reidcli.ssl.heads import DINOHead
 from reidcli.ssl.losses import DINOLoss, PartLoss, PatchLoss, pair_count
 from reidcli.ssl.masking import MaskSpec, block_mask, min_block_area, view_masks
@@ -288,10 +290,23 @@ def test_blur_draws_sigma_from_torch_and_blurs_with_pillow() -> None:
     assert np.array_equal(np.asarray(blur(edge)), np.asarray(out))
 
 
+def test_blur_sigma_reaches_every_view() -> None:
+    # DINO's sigma is in pixels of a 224-256 px crop; at 64x32 it must be scalable, and
+    # the configured range (not the published default) must be what every blur draws from.
+    cfg = PretrainConfig(data="luperson:x", output="o", method="dino", global_size=(64, 32),
+                         local_size=(32, 16), local_crops=2, blur_sigma=(0.025, 0.5))
+    multicrop = build_transform(cfg.resolved())
+    blurs = [t.transforms[0] for pipe in (multicrop.global1, multicrop.global2, multicrop.local)
+             for t in pipe.transforms if isinstance(t, v2.RandomApply)
+             and isinstance(t.transforms[0], RandomGaussianBlur)]
+    assert [b.sigma for b in blurs] == [(0.025, 0.5)] * 3
+    assert PretrainConfig().blur_sigma == (0.1, 2.0)
+
+
 def test_photometric_settings_are_validated() -> None:
     cfg = PretrainConfig(data="luperson:x", output="o", grayscale_prob=1.5,
-                         colour_jitter=(0.4, 0.4, 0.2, 0.7))
-    with pytest.raises(ReidError, match="grayscale_prob.*colour_jitter"):
+                         colour_jitter=(0.4, 0.4, 0.2, 0.7), blur_sigma=(1.0, 0.5))
+    with pytest.raises(ReidError, match="grayscale_prob.*colour_jitter.*blur_sigma"):
         cfg.validate()
 
 

@@ -42,6 +42,8 @@ class CropSpec:
     grayscale_prob: float = 0.2
     solarize_prob: float = 0.2
     """Of global view 2 only."""
+    blur_sigma: tuple[float, float] = (0.1, MAX_BLUR_SIGMA)
+    """In pixels of the output crop (DINO's range is for 224-256 px crops)."""
 
 
 class RandomGaussianBlur:
@@ -65,8 +67,8 @@ class RandomGaussianBlur:
         return f"{type(self).__name__}(sigma={self.sigma})"
 
 
-def _blur(p: float) -> v2.Transform:
-    return v2.RandomApply([RandomGaussianBlur()], p=p)
+def _blur(spec: CropSpec, p: float) -> v2.Transform:
+    return v2.RandomApply([RandomGaussianBlur(spec.blur_sigma)], p=p)
 
 
 def _crop(size: Size, scale: tuple[float, float], aspect: tuple[float, float]) -> v2.Transform:
@@ -108,15 +110,15 @@ class MultiCrop:
         self.spec = spec
         g, loc = spec.global_size, spec.local_size
         self.global1 = v2.Compose(
-            [_crop(g, spec.global_scale, spec.aspect), *_flip_colour(spec), _blur(1.0),
+            [_crop(g, spec.global_scale, spec.aspect), *_flip_colour(spec), _blur(spec, 1.0),
              *_normalise(spec)]
         )
         self.global2 = v2.Compose(
-            [_crop(g, spec.global_scale, spec.aspect), *_flip_colour(spec), _blur(0.1),
+            [_crop(g, spec.global_scale, spec.aspect), *_flip_colour(spec), _blur(spec, 0.1),
              *_solarize(spec), *_normalise(spec)]
         )
         self.local = v2.Compose(
-            [_crop(loc, spec.local_scale, spec.aspect), *_flip_colour(spec), _blur(0.5),
+            [_crop(loc, spec.local_scale, spec.aspect), *_flip_colour(spec), _blur(spec, 0.5),
              *_normalise(spec)]
         )
 

@@ -17,7 +17,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from reidcli.errors import ReidError
-from reidcli.ssl.augment import DINO_COLOUR_JITTER
+from reidcli.ssl.augment import DINO_COLOUR_JITTER, MAX_BLUR_SIGMA
 from reidcli.utils.recipes import RecipeSchema, setting
 
 METHODS = ("dino", "dino-mim", "pass")
@@ -56,6 +56,9 @@ class PretrainConfig:
     grayscale_prob: float = setting(0.2, "input")
     solarize_prob: float = setting(0.2, "input")
     """Solarisation of the second global view."""
+    blur_sigma: tuple[float, float] = setting((0.1, MAX_BLUR_SIGMA), "input")
+    """Gaussian blur sigma range in pixels of the output crop. DINO's (0.1, 2.0) is sized
+    for 224-256 px crops; scale it with the crop height for small inputs."""
     # [model]
     backbone: str = setting("vit-s", "model")
     stem: str = setting("patch", "model")
@@ -171,6 +174,9 @@ class PretrainConfig:
         if len(jitter) != 4 or min(jitter) < 0 or jitter[3] > 0.5:
             problems.append("colour_jitter is (brightness, contrast, saturation, hue), each >= 0, "
                             f"hue <= 0.5; got {jitter}")
+        blo, bhi = self.blur_sigma
+        if not 0 < blo <= bhi:
+            problems.append(f"blur_sigma must satisfy 0 < low <= high, got {self.blur_sigma}")
         if self.out_dim is not None and self.out_dim < 1:
             problems.append("out_dim must be >= 1")
         if self.max_iters < 0 or self.checkpoint_every < 0 or self.export_every < 0:
@@ -212,7 +218,7 @@ def backbone_problems(backbone: str, method: str) -> list[str]:
 SCHEMA = RecipeSchema(PretrainConfig, {
     "global_size": int, "local_size": int, "global_scale": float, "local_scale": float,
     "crop_aspect": float, "mean": float, "std": float, "mask_ratio": float,
-    "colour_jitter": float,
+    "colour_jitter": float, "blur_sigma": float,
 })
 FIELDS = SCHEMA.fields
 

@@ -104,6 +104,7 @@ def build_transform(cfg: PretrainConfig) -> MultiCrop:
         colour_jitter_prob=cfg.colour_jitter_prob,
         grayscale_prob=cfg.grayscale_prob,
         solarize_prob=cfg.solarize_prob,
+        blur_sigma=tuple(cfg.blur_sigma),
     )
     if cfg.method == "pass":
         return PartCrop(spec, cfg.parts, cfg.region_fraction)
