@@ -73,6 +73,7 @@ std = [0.5, 0.5, 0.5]
 colour_jitter = {jitter}
 grayscale_prob = {gray}
 solarize_prob = {solarize}
+blur_sigma = {blur}               # DINO's 0.1-2 px is sized for 224-256 px crops
 """
 FINETUNE_RECIPE = """\
 # written by benchmarks/study.py: TransReID's padding is sized for 256x128 crops
@@ -120,7 +121,8 @@ class Study:
         for name, cmd in jobs:
             self._run(name, cmd, lambda p: (p / "synth.json").is_file())
         atomic_write_text(self.out / "pretrain.toml", PRETRAIN_RECIPE.format(
-            jitter=a.colour_jitter, gray=a.grayscale, solarize=a.solarize))
+            jitter=a.colour_jitter, gray=a.grayscale, solarize=a.solarize,
+            blur=blur_sigma(a.blur, a.size)))
         for size, name in ((a.size, "finetune.toml"), ("128x64", "finetune128.toml")):
             width = int(size.split("x")[1])
             atomic_write_text(self.out / name, FINETUNE_RECIPE.format(
@@ -278,6 +280,14 @@ class Study:
 
 
 
+def blur_sigma(option: str, size: str) -> str:
+    """The recipe's blur range: `auto` scales DINO's (0.1, 2.0) by crop height / 256."""
+    if option != "auto":
+        return option
+    scale = int(size.split("x")[0]) / 256
+    return f"[{0.1 * scale:g}, {2.0 * scale:g}]"
+
+
 def run_name(prefix: str, label: str, seed: int) -> str:
     """A folder name for a labelled run: `random, 3 part tokens` -> ft_random_3_part_tokens_s0."""
     slug = "".join(c if c.isalnum() or c == "-" else "_" for c in label.replace("+", "p"))
@@ -360,6 +370,9 @@ def main() -> None:
                    help="pre-training ColorJitter (b, c, s, h) as a TOML array (DINO's)")
     p.add_argument("--grayscale", type=float, default=0.2)
     p.add_argument("--solarize", type=float, default=0.2)
+    p.add_argument("--blur", default="[0.1, 2.0]",
+                   help="pre-training blur sigma range '[lo, hi]' in pixels (default: DINO's, "
+                        "as parts 1-2 ran); auto: DINO's scaled by the crop height / 256")
     p.add_argument("--pt-epochs", type=int, default=10)
     p.add_argument("--pt-warmup", type=int, default=1)
     p.add_argument("--pt-batch", type=int, default=64)
