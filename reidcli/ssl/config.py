@@ -17,13 +17,13 @@ import dataclasses
 from dataclasses import dataclass
 
 from reidcli.errors import ReidError
-from reidcli.ssl.augment import DINO_COLOUR_JITTER, MAX_BLUR_SIGMA
+from reidcli.ssl.augment import CropSpec
 from reidcli.utils.recipes import RecipeSchema, setting
 
 METHODS = ("dino", "dino-mim", "pass")
 AMP_MODES = ("auto", "bf16", "fp16", "off")
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+_CROP = CropSpec()
+"""The multi-crop defaults (DINO's, at ReID's 256x128) live in one place: augment.CropSpec."""
 
 
 @dataclass
@@ -39,24 +39,24 @@ class PretrainConfig:
     keep: float | None = setting(None, "data")
     """Keep this leading fraction of the list."""
     # [input]
-    global_size: tuple[int, int] = setting((256, 128), "input")
-    local_size: tuple[int, int] = setting((128, 64), "input")
-    local_crops: int = setting(8, "input")
+    global_size: tuple[int, int] = setting(_CROP.global_size, "input")
+    local_size: tuple[int, int] = setting(_CROP.local_size, "input")
+    local_crops: int = setting(_CROP.local_crops, "input")
     """Local crops per image (DINO / DINO+MIM). PASS uses parts x part_crops instead."""
-    global_scale: tuple[float, float] = setting((0.4, 1.0), "input")
+    global_scale: tuple[float, float] = setting(_CROP.global_scale, "input")
     local_scale: tuple[float, float] | None = setting(None, "input")
     """None: (0.05, 0.4) for dino / dino-mim, (0.1, 0.8) of the region for pass."""
-    crop_aspect: tuple[float, float] = setting((3 / 4, 4 / 3), "input")
+    crop_aspect: tuple[float, float] = setting(_CROP.aspect, "input")
     """Crop aspect range (w/h); (0.4, 0.6) keeps person crops person-shaped (SOLIDER)."""
-    mean: tuple[float, float, float] = setting(IMAGENET_MEAN, "input")
-    std: tuple[float, float, float] = setting(IMAGENET_STD, "input")
-    colour_jitter: tuple[float, float, float, float] = setting(DINO_COLOUR_JITTER, "input")
+    mean: tuple[float, float, float] = setting(_CROP.mean, "input")
+    std: tuple[float, float, float] = setting(_CROP.std, "input")
+    colour_jitter: tuple[float, float, float, float] = setting(_CROP.colour_jitter, "input")
     """ColorJitter brightness, contrast, saturation, hue."""
-    colour_jitter_prob: float = setting(0.8, "input")
-    grayscale_prob: float = setting(0.2, "input")
-    solarize_prob: float = setting(0.2, "input")
+    colour_jitter_prob: float = setting(_CROP.colour_jitter_prob, "input")
+    grayscale_prob: float = setting(_CROP.grayscale_prob, "input")
+    solarize_prob: float = setting(_CROP.solarize_prob, "input")
     """Solarisation of the second global view."""
-    blur_sigma: tuple[float, float] = setting((0.1, MAX_BLUR_SIGMA), "input")
+    blur_sigma: tuple[float, float] = setting(_CROP.blur_sigma, "input")
     """Gaussian blur sigma range in pixels of the output crop. DINO's (0.1, 2.0) is sized
     for 224-256 px crops; scale it with the crop height for small inputs."""
     # [model]
