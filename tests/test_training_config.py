@@ -11,6 +11,7 @@ import typer
 from typer.testing import CliRunner
 
 from reidcli.errors import ReidError
+from reidcli.ssl.config import load_recipe as load_pretrain_recipe
 from reidcli.training import config as config_mod
 from reidcli.training.config import (
     FinetuneConfig,
@@ -47,6 +48,19 @@ def test_recipe_unknown_key_suggests(tmp_path: Path) -> None:
         load_recipe(_write(tmp_path, "lr = = 1\n"))
     with pytest.raises(ReidError, match="does not exist"):
         load_recipe(tmp_path / "missing.toml")
+
+
+def test_recipe_arrays_have_the_fields_length(tmp_path: Path) -> None:
+    # A short array would otherwise surface as an unpacking traceback deep in validation.
+    with pytest.raises(ReidError, match="`size` takes 2 values, got \\[256\\]"):
+        load_recipe(_write(tmp_path, "[input]\nsize = [256]\n"))
+    with pytest.raises(ReidError, match="`mean` takes 3 values"):
+        load_recipe(_write(tmp_path, "[input]\nmean = [0.5, 0.5]\n"))
+    # Variable-length arrays (`tuple[int, ...]`) take any length.
+    assert load_recipe(_write(tmp_path, "[optim]\nlr_steps = [10, 20, 30]\n")) == {
+        "lr_steps": (10, 20, 30)}
+    with pytest.raises(ReidError, match="`blur_sigma` takes 2 values"):
+        load_pretrain_recipe(_write(tmp_path, "[input]\nblur_sigma = [0.5]\n"))
 
 
 def test_precedence_defaults_recipe_overrides(tmp_path: Path) -> None:

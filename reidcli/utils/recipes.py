@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import tomllib
 from dataclasses import field
 from pathlib import Path
@@ -21,6 +22,15 @@ from reidcli.errors import ReidError
 from reidcli.utils.toml_writer import dumps
 
 C = TypeVar("C")
+_FIXED_TUPLE = re.compile(r"tuple\[([^\[\]]*)\]")
+
+
+def tuple_length(annotation: Any) -> int | None:
+    """How many items a `tuple[a, b]` field holds; None for `tuple[x, ...]` or non-tuples."""
+    match = _FIXED_TUPLE.search(str(annotation))
+    if match is None or "..." in match.group(1):
+        return None
+    return len(match.group(1).split(","))
 
 
 def setting(default: Any, section: str, runtime: bool = False) -> Any:
@@ -42,6 +52,7 @@ class RecipeSchema(Generic[C]):
         self.cls = cls
         self.fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
         self.tuple_types = tuple_types
+        self.tuple_lengths = {n: tuple_length(self.fields[n].type) for n in tuple_types}
         # TOML writes 1e-4 as a float but 1 as an int; float fields take either.
         self.float_fields = {n for n, f in self.fields.items()
                              if "float" in str(f.type) and n not in tuple_types}
@@ -53,6 +64,9 @@ class RecipeSchema(Generic[C]):
         if name in self.tuple_types and value is not None:
             if not isinstance(value, list | tuple):
                 raise ReidError(f"{source}: `{name}` must be a list, got {value!r}")
+            length = self.tuple_lengths[name]
+            if length is not None and len(value) != length:
+                raise ReidError(f"{source}: `{name}` takes {length} values, got {list(value)!r}")
             return tuple(self.tuple_types[name](v) for v in value)
         if name in self.float_fields and isinstance(value, int) and not isinstance(value, bool):
             return float(value)
