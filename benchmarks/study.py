@@ -4,8 +4,9 @@ Every step is a `reid` command (printed before it runs, copy-pasteable; run in -
 
 - pretrain: random init vs a small ViT pre-trained with dino, dino-mim and pass on
   `reid synth unlabeled` images, then fine-tuned on the synthetic Market-layout set with one
-  fixed budget; also the teachers' features before fine-tuning, and each pre-training's
-  cost (images/s, CPU time, peak memory).
+  fixed budget; also each method's untrained export (its initial weights, so the paired
+  difference is what pre-training changed), the teachers' features before fine-tuning, and
+  each pre-training's cost (images/s, CPU time, peak memory).
 - cfs: pre-training on the CFS 50% subset vs a random 50% vs all images (same number of
   iterations), then the same fine-tuning.
 - sie-jpm: baseline vs +SIE vs +JPM vs both, on a Market-layout set with strong camera
@@ -48,6 +49,12 @@ from reidcli.utils.io import atomic_write_text
 REPO = Path(__file__).resolve().parent.parent
 PARTS = ("pretrain", "cfs", "sie-jpm", "stride", "rerank")
 METHODS = ("dino", "dino-mim", "pass")
+# The like-for-like controls: each method's *initial* weights (same seed, same architecture),
+# exported after one step at a learning rate of 1e-12. Fine-tuned with the same seeds, they
+# isolate what pre-training changed from the luck of the initial draw. dino and dino-mim
+# build the same backbone from the same seed (the mask embedding is created after it);
+# pass's [PART] tokens change the draw, so it gets its own.
+UNTRAINED = {"dino": "pt_untrained", "dino-mim": "pt_untrained", "pass": "pt_untrained_pass"}
 CFS_STARTS = ("all", "cfs50", "random50")
 SIE_JPM = {"baseline": [], "+sie": ["--sie"], "+jpm": ["--jpm"], "+sie+jpm": ["--sie", "--jpm"]}
 RERANK = {
@@ -130,7 +137,7 @@ class Study:
 
     # ---- pre-training ------------------------------------------------------------------
     def pretrain_cmd(self, name: str, method: str, epochs: int, warmup: int,
-                     extra: list[str]) -> list[str]:
+                     extra: list[str], lr: float | None = None) -> list[str]:
         a = self.args
         h, w = (int(v) for v in a.size.split("x"))
         cmd = [REID, "pretrain", "--recipe", "pretrain.toml", "--method", method,
@@ -138,7 +145,7 @@ class Study:
                "--size", a.size,
                "--local-size", f"{h // 2}x{w // 2}", "--out-dim", str(a.out_dim),
                "--epochs", str(epochs), "--warmup-epochs", str(warmup),
-               "--batch-size", str(a.pt_batch), "--lr", str(a.pt_lr),
+               "--batch-size", str(a.pt_batch), "--lr", str(a.pt_lr if lr is None else lr),
                "--momentum-teacher", str(a.momentum_teacher), "--workers", "1",
                "--device", a.device, "--seed", str(a.seed), *extra, "-o", name]
         if method == "pass":
@@ -210,16 +217,24 @@ class Study:
         stats = self._batch([(names[m], self.pretrain_cmd(names[m], m, a.pt_epochs,
                                                           a.pt_warmup, [])) for m in METHODS])
         cost = {m: self.pretrain_cost(names[m], s) for m, s in zip(METHODS, stats, strict=True)}
+        controls = {UNTRAINED["dino"]: "dino", UNTRAINED["pass"]: "pass"}
+        self._batch([(n, self.pretrain_cmd(n, m, a.pt_epochs, a.pt_warmup,
+                                           ["--max-iters", "1"], lr=1e-12))
+                     for n, m in controls.items()])
         zero = {m: self.zero_shot(names[m]) for m in METHODS}
+        zero |= {n: self.zero_shot(n) for n in controls}
+        parts = ["--part-tokens", str(a.pass_parts)]
         starts: dict[str, tuple[str | None, list[str]]] = {
             "random": (None, []),
-            f"random, {a.pass_parts} part tokens": (None, ["--part-tokens", str(a.pass_parts)]),
+            f"random, {a.pass_parts} part tokens": (None, parts),
         }
+        for n, m in controls.items():
+            starts[n] = (n, parts if m == "pass" else [])
         for m in METHODS:
-            parts = ["--part-tokens", str(a.pass_parts)] if m == "pass" else []
-            starts[m] = (names[m], parts)
-        self.results["pretrain"] = {"finetune": self.finetune_all(starts, "ft"),
-                                    "cost": cost, "before_finetuning": zero}
+            starts[m] = (names[m], parts if m == "pass" else [])
+        rows = self.finetune_all(starts, "ft")
+        self.results["pretrain"] = {"finetune": rows, "paired": paired(rows), "cost": cost,
+                                    "before_finetuning": zero}
 
     def part_cfs(self) -> None:
         a = self.args
@@ -294,6 +309,12 @@ def run_name(prefix: str, label: str, seed: int) -> str:
     return f"{prefix}_{'_'.join(filter(None, slug.split('_')))}_s{seed}"
 
 
+def paired(rows: dict[str, list[dict[str, float]]]) -> dict[str, list[float]]:
+    """Per seed, each method's fine-tuned mAP minus that of its untrained export."""
+    return {m: [round(r["mAP"] - c["mAP"], 2)
+                for r, c in zip(rows[m], rows[UNTRAINED[m]], strict=True)] for m in METHODS}
+
+
 # ---- report ------------------------------------------------------------------------------
 def mean_sd(values: list[float]) -> str:
     sd = statistics.stdev(values) if len(values) > 1 else 0.0
@@ -320,6 +341,14 @@ def report(study: Study, started: float) -> str:
         p = r["pretrain"]
         out += ["## 1. Random init vs pre-training methods\n",
                 table(p["finetune"], "start"), "",
+                "Paired with the untrained export of the same initial weights "
+                "(same fine-tuning seed):\n",
+                "| method | control | mAP difference per seed | mean | seeds ahead |",
+                "| --- | --- | --- | --- | --- |"]
+        out += [f"| {m} | {UNTRAINED[m]} | {' / '.join(f'{d:+.1f}' for d in ds)} | "
+                f"{statistics.mean(ds):+.1f} | {sum(d > 0 for d in ds)} of {len(ds)} |"
+                for m, ds in p["paired"].items()]
+        out += ["",
                 "Teacher features before fine-tuning (extract + evaluate):\n",
                 "| method | mAP % | R1 % | mINP % |", "| --- | --- | --- | --- |"]
         out += [f"| {m} | {z['mAP']} | {z['R1']} | {z['mINP']} |"
