@@ -146,7 +146,7 @@ class Study:
                "--local-size", f"{h // 2}x{w // 2}", "--out-dim", str(a.out_dim),
                "--epochs", str(epochs), "--warmup-epochs", str(warmup),
                "--batch-size", str(a.pt_batch), "--lr", str(a.pt_lr if lr is None else lr),
-               "--momentum-teacher", str(a.momentum_teacher), "--workers", "1",
+               "--momentum-teacher", str(a.momentum_teacher), "--workers", str(a.workers),
                "--device", a.device, "--seed", str(a.seed), *extra, "-o", name]
         if method == "pass":
             cmd[-2:-2] = ["--parts", str(a.pass_parts), "--part-crops", str(a.part_crops)]
@@ -176,7 +176,8 @@ class Study:
                "--epochs", str(a.ft_epochs),
                "--optimizer", "adamw", "--lr", str(a.ft_lr),
                "--warmup-epochs", str(min(2, a.ft_epochs)),
-               "--batch", "16x4", "--drop-path", "0", "--workers", "1", "--device", a.device,
+               "--batch", "16x4", "--drop-path", "0", "--workers", str(a.workers),
+               "--device", a.device,
                "--seed", str(seed), *(extra or []), "-o", name]
         if start:
             cmd[-2:-2] = ["--pretrained", start]
@@ -200,7 +201,7 @@ class Study:
         """mAP of a pre-trained teacher's features, before any fine-tuning."""
         bank = f"{run}.h5"
         self._run(bank, [REID, "extract", "-c", run, "-o", bank, "--data", "market1501:market",
-                         "--workers", "1", "--device", self.args.device],
+                         "--workers", str(self.args.workers), "--device", self.args.device],
                   lambda p: p.is_file())
         return self.evaluate(bank, f"{run}.json", [])
 
@@ -246,7 +247,7 @@ class Study:
             REID, "cfs-filter", "--source", "luperson:lup", "--target", "market1501:market",
             "--keep", "0.5", "-o", "cfs.txt", "--source-model", "pt_dino",
             "--target-supervised", "--proxy-epochs", str(a.cfs_target_epochs),
-            "--workers", "1", "--device", a.device, "--seed", str(a.seed)],
+            "--workers", str(a.workers), "--device", a.device, "--seed", str(a.seed)],
             lambda p: p.is_file())
         manifest = read_manifest(self.out / "lup")
         kept = read_list(self.out / "cfs.txt")
@@ -286,7 +287,7 @@ class Study:
             run = run_name("ft", best, seed)
             bank = f"{run}.h5"
             self._run(bank, [REID, "extract", "-c", run, "-o", bank, "--data",
-                             "market1501:market", "--workers", "1", "--device",
+                             "market1501:market", "--workers", str(self.args.workers), "--device",
                              self.args.device], lambda p: p.is_file())
             for i, (label, extra) in enumerate(RERANK.items()):
                 rows.setdefault(label, []).append(
@@ -416,6 +417,10 @@ def main() -> None:
                    help="OMP_NUM_THREADS of every command; 0 leaves torch's default")
     p.add_argument("--device", default="cpu")
     p.add_argument("--jobs", type=int, default=2, help="commands side by side")
+    p.add_argument("--workers", type=int, default=1,
+                   help="DataLoader workers of every training and extraction command (1 on a "
+                        "2-core machine; on a GPU machine, about cores / --jobs: the multi-crop "
+                        "loader bounds pre-training there)")
     args = p.parse_args()
     args.argv = sys.argv[1:]
     args.parts = [s for s in args.parts.split(",") if s]
