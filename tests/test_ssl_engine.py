@@ -66,6 +66,24 @@ def dino_run(images: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+def test_step_seed_follows_the_run_seed(
+    images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import reidcli.ssl.engine as engine
+
+    calls: list[tuple[int, int, int]] = []
+    real = engine.step_seed
+
+    def record(seed: int, it: int, rank: int) -> int:
+        calls.append((seed, it, rank))
+        return real(seed, it, rank)
+
+    monkeypatch.setattr(engine, "step_seed", record)
+    with torch.random.fork_rng():
+        pretrain(tiny(images, tmp_path / "run", seed=7, max_iters=2, epochs=1))
+    assert calls == [(7, 0, 0), (7, 1, 0)]
+
+
 def test_dino_run_directory(dino_run: Path) -> None:
     for name in ("config.toml", "trainer.pt", "model.safetensors", "model.json",
                  "metrics.jsonl", "train.log"):

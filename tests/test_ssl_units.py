@@ -22,7 +22,7 @@ from reidcli.ssl.augment import (
     region_of_view,
 )
 from reidcli.ssl.config import PretrainConfig
-from reidcli.ssl.data import EpochBatchSampler, PathTable
+from reidcli.ssl.data import EpochBatchSampler, PathTable, sample_seed, step_seed
 from reidcli.ssl.ema import ema_update
 from reidcli.ssl.engine import build_transform
 from reidcli.ssl.heads import DINOHead
@@ -344,6 +344,13 @@ def test_path_table_round_trip_and_size() -> None:
     assert len(table) == 1000
     assert [table[i] for i in range(1000)] == paths
     assert table.nbytes < sum(len(p) for p in paths) * 1.5
+
+
+def test_step_seed_depends_on_seed_iteration_and_rank() -> None:
+    base = step_seed(0, 5, 0)
+    assert step_seed(0, 5, 0) == base
+    others = {step_seed(1, 5, 0), step_seed(0, 6, 0), step_seed(0, 5, 1), sample_seed(0, 5, 0)}
+    assert base not in others and len(others) == 4
 
 
 def test_sampler_shards_global_batches() -> None:

@@ -53,7 +53,7 @@ from reidcli.ssl.data import (
     PathTable,
     PretrainDataset,
     collate_views,
-    sample_seed,
+    step_seed,
 )
 from reidcli.ssl.ema import ema_update
 from reidcli.ssl.masking import MaskSpec
@@ -65,10 +65,6 @@ from reidcli.training import distributed as du
 from reidcli.training.rundir import RunDir
 
 log = logging.getLogger(__name__)
-
-_STEP_STREAM = 0x5EED
-"""Distinguishes the per-step seeds from the per-sample ones."""
-
 
 @dataclass
 class PretrainResult:
@@ -257,7 +253,7 @@ class _Pretrainer:
         self, it: int, epoch: int, views: list[torch.Tensor], masks: list[torch.Tensor]
     ) -> dict[str, float]:
         cfg, s, st = self.cfg, self.schedules, self.state
-        torch.manual_seed(sample_seed(_STEP_STREAM, it, self.ctx.rank))
+        torch.manual_seed(step_seed(cfg.seed, it, self.ctx.rank))
         for i, group in enumerate(st.optimizer.param_groups):
             group["lr"] = float(s.lr[it])
             if i == 0:
