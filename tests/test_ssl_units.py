@@ -315,7 +315,10 @@ def test_photometric_settings_are_validated() -> None:
 
 def test_part_regions_generic() -> None:
     assert part_regions(256, 3) == [(0, 128), (64, 128), (128, 128)]
-    assert part_regions(256, 4) == [(0, 128), (43, 128), (85, 128), (128, 128)]
+    assert part_regions(256, 4) == [(0, 128), (42, 128), (85, 128), (128, 128)]
+    # PASS truncates: int(0.25 * 255) = 63, int(0.5 * 255) = 127 (tops and strip height).
+    assert part_regions(255, 3) == [(0, 127), (63, 127), (127, 127)]
+    assert part_regions(129, 3) == [(0, 64), (32, 64), (64, 64)]
     assert part_regions(256, 1) == [(0, 128)]
     assert part_regions(100, 2, fraction=0.4) == [(0, 40), (60, 40)]
 
