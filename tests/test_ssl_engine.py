@@ -19,7 +19,7 @@ from reidcli.errors import TrainingError
 from reidcli.models import ModelConfig, build_model, load_model, load_pretrained
 from reidcli.ssl.config import PretrainConfig, resolve_config
 from reidcli.ssl.engine import pretrain
-from reidcli.ssl.network import SSLNetwork, vit_tokens
+from reidcli.ssl.network import SSLNetwork, crop_pos_embed, vit_tokens
 
 
 @pytest.fixture(autouse=True)
@@ -206,6 +206,42 @@ def test_pass_local_views_carry_only_their_part(images: Path) -> None:
     assert torch.equal(out.parts[2][2], out2.parts[2][2])
     assert not torch.equal(out.parts[1][2], out2.parts[1][2])
     assert not torch.equal(out.parts[0][0], out2.parts[0][0])  # globals carry every PART
+
+
+def test_crop_position_table_follows_dino_interpolation() -> None:
+    from timm.layers import resample_abs_pos_embed
+
+    torch.manual_seed(0)
+    pos = torch.randn(1, 1 + 16 * 8, 24) * 0.02  # [CLS] slot + a 256x128 grid at patch 16
+    ours = crop_pos_embed(pos, (8, 4), (16, 8), num_prefix=1)
+    # DINO's interpolate_pos_encoding: the grid plus 0.1 over the old grid, as scale factors.
+    table = pos[:, 1:].reshape(1, 16, 8, 24).permute(0, 3, 1, 2)
+    ref = torch.nn.functional.interpolate(table, scale_factor=(8.1 / 16, 4.1 / 8),
+                                          mode="bicubic")
+    ref = torch.cat([pos[:, :1], ref.permute(0, 2, 3, 1).reshape(1, 32, 24)], dim=1)
+    assert torch.equal(ours, ref)
+    # A size-based resample samples other positions.
+    timm = resample_abs_pos_embed(pos, new_size=[8, 4], old_size=[16, 8], num_prefix_tokens=1,
+                                  interpolation="bicubic", antialias=False)
+    assert (timm - ours).abs().max() > 1e-3
+
+
+def test_local_crops_use_the_dino_position_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    import reidcli.ssl.network as network
+
+    calls = []
+    real = network.crop_pos_embed
+
+    def record(pos, grid, old_grid, num_prefix):
+        calls.append((grid, old_grid, num_prefix))
+        return real(pos, grid, old_grid, num_prefix)
+
+    monkeypatch.setattr(network, "crop_pos_embed", record)
+    model = build_model(ModelConfig(backbone="vit-tiny-test", img_size=(64, 32), drop_path=0.0))
+    vit_tokens(model.backbone, torch.randn(1, 3, 64, 32))
+    assert calls == []  # the model's own size: the table as it is
+    out = vit_tokens(model.backbone, torch.randn(1, 3, 32, 16))
+    assert calls == [((2, 1), (4, 2), 1)] and out.shape[1] == 1 + 2
 
 
 def test_non_finite_loss_aborts(images: Path, tmp_path: Path, monkeypatch) -> None:
