@@ -213,12 +213,34 @@ def test_part_loss_matches_only_corresponding_parts() -> None:
     assert cls.loss.item() == pytest.approx(2 * LN2, rel=1e-5)
     assert parts[0].loss.item() == pytest.approx(LN2, rel=1e-5)
     assert parts[1].loss.item() == pytest.approx(2 * LN2, rel=1e-5)
-    assert total.item() == pytest.approx((2 + 1 + 2) / 3 * LN2, rel=1e-5)
+    # Pair terms: [CLS] 2 x 6 - 2 = 10, each part 2 x 4 - 2 = 6, all averaged together.
+    assert total.item() == pytest.approx((10 * 2 + 6 * 1 + 6 * 2) / 22 * LN2, rel=1e-5)
     # Part 1's student views never meet part 0's teacher (and vice versa).
     part_s[1] = [torch.randn(1, 4) for _ in range(2 + j)]
     _, _, parts2 = PartLoss(4, num_parts=2)(cls_s, cls_t, part_s, part_t, teacher_temp=0.04)
     assert parts2[0].loss.item() == pytest.approx(parts[0].loss.item(), rel=1e-6)
     assert len(loss.parts) == 2 and not torch.equal(loss.parts[0].center, loss.parts[1].center)
+
+
+@pytest.mark.parametrize(("j", "cls_pairs", "part_pairs"), [(3, 20, 8), (2, 14, 6)])
+def test_part_loss_weighs_each_term_by_its_pair_count(
+    j: int, cls_pairs: int, part_pairs: int
+) -> None:
+    # PASS's reference sums every (teacher, student) pair term of [CLS] and the L = 3 parts
+    # and divides by their number: with 2 globals and 3 x J locals, [CLS] has
+    # 2 (2 + 3J) - 2 pairs and each part 2 (2 + J) - 2 (J = 3: 20/44 and 8/44).
+    parts = 3
+    cls_s = _student_logits([[0.5, 0.25, 0.125, 0.125]] * (2 + parts * j))  # ln 2 per pair
+    p = [2.0 ** -(k + 2) for k in range(parts)]  # (k + 2) ln 2 per pair
+    part_s = [_student_logits([[pk] + [(1 - pk) / 3] * 3] * (2 + j)) for pk in p]
+    teacher = [_teacher_onehot([0, 0]) for _ in range(parts)]
+    total, cls, terms = PartLoss(4, num_parts=parts)(cls_s, _teacher_onehot([0, 0]), part_s,
+                                                     teacher, teacher_temp=0.04)
+    assert cls.loss.item() == pytest.approx(LN2, rel=1e-5)
+    assert [t.loss.item() / LN2 for t in terms] == pytest.approx([2, 3, 4], rel=1e-5)
+    assert cls_pairs == pair_count(2, 2 + parts * j) and part_pairs == pair_count(2, 2 + j)
+    expected = (cls_pairs * 1 + part_pairs * (2 + 3 + 4)) / (cls_pairs + parts * part_pairs)
+    assert total.item() == pytest.approx(expected * LN2, rel=1e-5)
 
 
 def test_collapse_monitor() -> None:
