@@ -156,3 +156,32 @@ def test_pretrained_run_normalisation_carries_over(market: Path, tmp_path: Path)
     finetune(tiny_config(market, tmp_path / "own", epochs=1, warmup_epochs=0,
                          pretrained=str(tmp_path / "ssl"), mean=(0.5, 0.5, 0.5)))
     assert json.loads((tmp_path / "own" / "model.json").read_text())["mean"] == [0.5] * 3
+    # The weights file named directly carries the same normalisation.
+    finetune(tiny_config(market, tmp_path / "file", epochs=1, warmup_epochs=0,
+                         pretrained=str(tmp_path / "ssl" / "model.safetensors")))
+    cfg = json.loads((tmp_path / "file" / "model.json").read_text())
+    assert cfg["mean"] == [0.485, 0.456, 0.406] and cfg["std"] == [0.229, 0.224, 0.225]
+
+
+def test_normalisation_mismatch_with_the_checkpoint_warns(
+    market: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from reidcli.models import ModelConfig, build_model, save_model
+    from reidcli.training.engine import pretrained_normalisation
+
+    imagenet = ModelConfig(backbone="vit-tiny-test", img_size=(64, 32),
+                           mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+    save_model(tmp_path / "ssl", build_model(imagenet), imagenet)
+    weights = str(tmp_path / "ssl" / "model.safetensors")
+    with caplog.at_level("WARNING"):
+        pretrained_normalisation(tiny_config(market, tmp_path / "a", pretrained=weights))
+        pretrained_normalisation(tiny_config(market, tmp_path / "b", pretrained=weights,
+                                             mean=(0.485, 0.456, 0.406)))
+    assert caplog.records == []  # nothing set, or set to the checkpoint's own values
+    with caplog.at_level("WARNING"):
+        pretrained_normalisation(tiny_config(market, tmp_path / "c", pretrained=weights,
+                                             mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)))
+    [record] = caplog.records
+    message = record.getMessage()
+    assert "\n" not in message and "mean (0.5, 0.5, 0.5)" in message
+    assert "(mean (0.485, 0.456, 0.406) std (0.229, 0.224, 0.225))" in message

@@ -98,18 +98,37 @@ def _unwrap(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, DistributedDataParallel) else model
 
 
-def _run_normalisation(pretrained: str | None) -> tuple[Any, Any]:
-    """(mean, std) a reidcli run directory was trained with, else (None, None).
+def pretrained_normalisation(cfg: FinetuneConfig) -> tuple[Any, Any]:
+    """(mean, std) a reidcli export given as --pretrained was trained with, else (None, None).
 
     A model pre-trained by `reid pretrain` saw ImageNet statistics; fine-tuning it with the
-    backbone's default 0.5/0.5 would shift every input. Explicit --mean/--std still win.
+    backbone's default 0.5/0.5 would shift every input. The export may be named by its run
+    directory or by a file in it (`export_config`). Explicit --mean/--std (or a recipe's)
+    still win, with a warning when they differ from the checkpoint's.
     """
-    if not pretrained or not (Path(pretrained) / "model.json").is_file():
+    if not cfg.pretrained:
         return None, None
-    from reidcli.models.checkpoint import read_config
+    from reidcli.models.checkpoint import export_config
 
-    run = read_config(pretrained)
-    return run.mean, run.std
+    saved = export_config(cfg.pretrained)
+    if saved is None:
+        return None, None
+    ours = (cfg.mean or saved.mean, cfg.std or saved.std)
+    if not all(_close(a, b) for a, b in zip(ours, (saved.mean, saved.std), strict=True)):
+        log.warning(
+            "normalisation mean %s std %s differs from the one %s was trained with (mean %s "
+            "std %s); remove mean/std from the recipe or command line to use the checkpoint's",
+            _fmt(ours[0]), _fmt(ours[1]), cfg.pretrained, _fmt(saved.mean), _fmt(saved.std),
+        )
+    return saved.mean, saved.std
+
+
+def _close(a: Any, b: Any) -> bool:
+    return all(math.isclose(x, y, abs_tol=1e-6) for x, y in zip(a, b, strict=True))
+
+
+def _fmt(values: Any) -> str:
+    return "(" + ", ".join(f"{v:g}" for v in values) + ")"
 
 
 class _Trainer:
@@ -161,7 +180,7 @@ class _Trainer:
                 f"{self.dataset.name} has {num_classes} training identities, fewer than "
                 f"--ids-per-batch {cfg.ids_per_batch}"
             )
-        pretrained_norm = _run_normalisation(cfg.pretrained)
+        pretrained_norm = pretrained_normalisation(cfg)
         try:
             self.model_cfg = ModelConfig(
                 backbone=cfg.backbone,
