@@ -183,8 +183,9 @@ class _Pretrainer:
             pin_memory=device.type == "cuda",
         )
 
-        student.to(device)
-        teacher.to(device)
+        # As DINO: BatchNorms (ICS stem) see the global batch under DDP, teacher's too.
+        student = du.sync_batchnorm(student, ctx, device).to(device)
+        teacher = du.sync_batchnorm(teacher, ctx, device).to(device)
         self.student_net = student
         self.student: nn.Module = student
         if ctx.enabled:

@@ -215,6 +215,8 @@ class _Trainer:
             model.freeze_backbone()
             if not cfg.pretrained:
                 log.warning("--freeze-backbone without --pretrained trains on random features")
+        if cfg.sync_bn:
+            model = du.sync_batchnorm(model, ctx, self.device)
         self.model = model.to(self.device)
         if ctx.enabled:
             self.ddp: nn.Module = DistributedDataParallel(
