@@ -34,6 +34,7 @@ def test_run_directory_layout(market: Path, tmp_path: Path) -> None:
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == [1, 2]
     assert all("mAP" in r and "loss" in r and "lr" in r for r in records)
+    assert all(0 <= r["loader_wait_s"] <= r["epoch_time_s"] for r in records)
     assert result.best_epoch in (1, 2) and result.final["mAP"] == records[-1]["mAP"]
     saved = tomllib.loads((out / "config.toml").read_text())
     assert saved["optim"]["lr"] == 0.01 and saved["model"]["backbone"] == "vit-tiny-test"
@@ -79,7 +80,7 @@ def test_resume_is_bit_for_bit(market: Path, tmp_path: Path) -> None:
         assert torch.equal(a[key], b[key]), key
     ma = [json.loads(x) for x in (straight / "metrics.jsonl").read_text().splitlines()]
     mb = [json.loads(x) for x in (interrupted / "metrics.jsonl").read_text().splitlines()]
-    drop = ("images_per_s", "epoch_time_s", "eval_time_s")
+    drop = ("images_per_s", "epoch_time_s", "eval_time_s", "loader_wait_s")
     assert [{k: v for k, v in r.items() if k not in drop} for r in ma] == \
         [{k: v for k, v in r.items() if k not in drop} for r in mb]
 

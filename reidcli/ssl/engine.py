@@ -321,7 +321,10 @@ class _Pretrainer:
         progress.start_epoch(epoch, self.iters_per_epoch, skip)
         sums: dict[str, float] = {}
         steps, images, t0 = 0, 0, time.perf_counter()
+        # Time blocked on the loader (each step ends in a host sync: the loss value).
+        waited, ready = 0.0, t0
         for views, masks in self.loader:
+            waited += time.perf_counter() - ready
             terms = self.step(it, epoch, views, masks)
             it += 1
             steps += 1
@@ -339,6 +342,7 @@ class _Pretrainer:
                 save_trainer(self.run, self.state, it, epoch)
             if it >= stop:
                 break
+            ready = time.perf_counter()
         elapsed = time.perf_counter() - t0
         finished = it == (epoch + 1) * self.iters_per_epoch
         if not self.ctx.is_main:
@@ -353,6 +357,7 @@ class _Pretrainer:
             "teacher_temp": float(s.teacher_temp[epoch]),
             "images_per_s": images / max(elapsed, 1e-9),
             "epoch_time_s": elapsed,
+            "loader_wait_s": waited,
             "peak_memory_mb": _peak_memory_mb(self.device),
         }
         if cfg.method == "dino-mim":

@@ -361,7 +361,11 @@ class _Trainer:
         images = 0
         n = 0
         start = time.perf_counter()
+        # Time blocked on the loader; each step ends in a host sync (the loss values), so
+        # the rest of the epoch is the device's work.
+        waited, ready = 0.0, start
         for step, (imgs, pids, camids, viewids, idx) in enumerate(self.train_loader, start=1):
+            waited += time.perf_counter() - ready
             imgs = imgs.to(self.device, non_blocking=True)
             pids = pids.to(self.device, non_blocking=True)
             camids = camids.to(self.device, non_blocking=True)
@@ -397,6 +401,7 @@ class _Trainer:
                 self.hooks.on_batch(
                     BatchInfo(epoch, step, idx.clone(), loss_v, self.model, self.ctx.rank)
                 )
+            ready = time.perf_counter()
         if n == 0:
             raise TrainingError(
                 f"epoch {epoch} had no batch: the training split cannot fill one "
@@ -412,6 +417,7 @@ class _Trainer:
             "steps": n,
             "images_per_s": images / max(elapsed, 1e-9),
             "epoch_time_s": elapsed,
+            "loader_wait_s": waited,
         }
 
     def _fail_non_finite(self, epoch: int, step: int, loss: float, id_v: float, tri: float) -> None:
