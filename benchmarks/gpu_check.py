@@ -245,8 +245,8 @@ def check_finetune(c: Check) -> None:
 def check_extract(c: Check) -> None:
     from reidcli.data import load_dataset
     from reidcli.inference.extract import ExtractOptions, extract_bank
-    from reidcli.inference.features import amp_dtype
     from reidcli.models import load_model
+    from reidcli.runtime.device import amp_dtype
 
     p = c.profile
     run_dir = c.work / "finetune-bf16"
@@ -344,7 +344,7 @@ def check_pretrain(c: Check) -> None:
 
 
 def check_cfs(c: Check) -> None:
-    from reidcli.inference.features import amp_dtype
+    from reidcli.runtime.device import amp_dtype
     from reidcli.selection.pipeline import load_source
     from reidcli.selection.score import ProxyPair, ScoreOptions, score_images
 

@@ -29,8 +29,8 @@ from _training_data import tiny_config, write_market
 
 from reidcli.data import load_dataset
 from reidcli.data.sampler import PKSampler
+from reidcli.runtime.distributed import DistContext, sync_batchnorm
 from reidcli.training import FinetuneConfig, Hooks, finetune
-from reidcli.training.distributed import DistContext, sync_batchnorm
 
 WORLD = 2
 
