@@ -84,6 +84,24 @@ def test_step_seed_follows_the_run_seed(
     assert calls == [(7, 0, 0), (7, 1, 0)]
 
 
+def test_student_and_teacher_go_through_sync_batchnorm(
+    images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from reidcli.runtime import distributed
+
+    seen: list[list[str]] = []
+    real = distributed.sync_batchnorm
+
+    def record(model, ctx, device):
+        seen.append([type(m).__name__ for m in model])
+        return real(model, ctx, device)
+
+    monkeypatch.setattr(distributed, "sync_batchnorm", record)
+    with torch.random.fork_rng():
+        pretrain(tiny(images, tmp_path / "run", stem="ics", max_iters=1, epochs=1))
+    assert seen == [["SSLNetwork", "SSLNetwork"]]  # both, in one call (one warning on CPU)
+
+
 def test_dino_run_directory(dino_run: Path) -> None:
     for name in ("config.toml", "trainer.pt", "model.safetensors", "model.json",
                  "metrics.jsonl", "train.log"):

@@ -181,9 +181,10 @@ class _Pretrainer:
             pin_memory=device.type == "cuda",
         )
 
-        # As DINO: BatchNorms (ICS stem) see the global batch under DDP, teacher's too.
-        student = du.sync_batchnorm(student, ctx, device).to(device)
-        teacher = du.sync_batchnorm(teacher, ctx, device).to(device)
+        # As DINO: BatchNorms (ICS stem) see the global batch under DDP, teacher's too
+        # (converted together: one warning on CPU processes, not two).
+        pair = du.sync_batchnorm(nn.ModuleList([student, teacher]), ctx, device).to(device)
+        student, teacher = pair[0], pair[1]
         self.student_net = student
         self.student: nn.Module = student
         if ctx.enabled:
