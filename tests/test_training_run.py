@@ -183,6 +183,14 @@ def test_normalisation_mismatch_with_the_checkpoint_warns(
         pretrained_normalisation(tiny_config(market, tmp_path / "c", pretrained=weights,
                                              mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)))
     [record] = caplog.records
+    caplog.clear()
     message = record.getMessage()
     assert "\n" not in message and "mean (0.5, 0.5, 0.5)" in message
     assert "(mean (0.485, 0.456, 0.406) std (0.229, 0.224, 0.225))" in message
+    # An export whose config cannot be read: one warning, the backbone's default.
+    (tmp_path / "ssl" / "model.json").write_text("{not json")
+    with caplog.at_level("WARNING"):
+        norm = pretrained_normalisation(tiny_config(market, tmp_path / "d",
+                                                    pretrained=str(tmp_path / "ssl")))
+    assert norm == (None, None) and len(caplog.records) == 1
+    assert "no normalisation from" in caplog.records[0].getMessage()

@@ -27,7 +27,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from reidcli.errors import ReidError, TrainingError
+from reidcli.errors import CheckpointError, ReidError, TrainingError
 from reidcli.models import save_model
 from reidcli.runtime import distributed as du
 from reidcli.runtime.device import amp_dtype, autocast, device_type, resolve_device
@@ -106,7 +106,13 @@ def pretrained_normalisation(cfg: FinetuneConfig) -> tuple[Any, Any]:
         return None, None
     from reidcli.models.checkpoint import export_config
 
-    saved = export_config(cfg.pretrained)
+    try:
+        saved = export_config(cfg.pretrained)
+    except CheckpointError as err:
+        # The weights may still load (load_pretrained tolerates an unreadable config).
+        log.warning("no normalisation from %s (%s); using the recipe's or the backbone's",
+                    cfg.pretrained, err)
+        return None, None
     if saved is None:
         return None, None
     ours = (cfg.mean or saved.mean, cfg.std or saved.std)
