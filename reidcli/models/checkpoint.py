@@ -55,6 +55,34 @@ def read_config(run_dir: str | os.PathLike[str]) -> ModelConfig:
         raise CheckpointError(f"{path} is not a valid model config: {exc}") from exc
 
 
+def export_config(path: str | os.PathLike[str]) -> ModelConfig | None:
+    """The `ModelConfig` a reidcli export carries, whichever way it is named; else None.
+
+    A run directory: its model.json. A file: the config in its safetensors metadata (every
+    `save_model` writes one), else the model.json beside it (a file of a run directory, e.g.
+    a pre-training run's trainer.pt). Anything else (timm, DINO or PASS files) has none.
+    """
+    path = Path(path)
+    if path.is_dir():
+        return read_config(path) if (path / CONFIG_NAME).is_file() else None
+    if not path.is_file():
+        return None
+    if path.suffix == ".safetensors":
+        try:
+            with safe_open(path, framework="pt") as f:
+                stored = (f.metadata() or {}).get("config")
+        except Exception as exc:  # safetensors raises its own error types for bad headers
+            raise CheckpointError(f"{path} is not a readable safetensors file: {exc}") from exc
+        if stored is not None:
+            try:
+                return ModelConfig.from_dict(json.loads(stored))
+            except (ValueError, TypeError) as exc:
+                raise CheckpointError(f"{path}: invalid model config in metadata: {exc}") from exc
+    if (path.parent / CONFIG_NAME).is_file():
+        return read_config(path.parent)
+    return None
+
+
 def load_model(
     run_dir: str | os.PathLike[str],
     num_classes: int | None = None,

@@ -53,7 +53,7 @@ from reidcli.ssl.data import (
     PathTable,
     PretrainDataset,
     collate_views,
-    sample_seed,
+    step_seed,
 )
 from reidcli.ssl.ema import ema_update
 from reidcli.ssl.masking import MaskSpec
@@ -63,10 +63,6 @@ from reidcli.ssl.objective import Objective
 from reidcli.ssl.schedules import Schedules, build_schedules
 
 log = logging.getLogger(__name__)
-
-_STEP_STREAM = 0x5EED
-"""Distinguishes the per-step seeds from the per-sample ones."""
-
 
 @dataclass
 class PretrainResult:
@@ -185,8 +181,10 @@ class _Pretrainer:
             pin_memory=device.type == "cuda",
         )
 
-        student.to(device)
-        teacher.to(device)
+        # As DINO: BatchNorms (ICS stem) see the global batch under DDP, teacher's too
+        # (converted together: one warning on CPU processes, not two).
+        pair = du.sync_batchnorm(nn.ModuleList([student, teacher]), ctx, device).to(device)
+        student, teacher = pair[0], pair[1]
         self.student_net = student
         self.student: nn.Module = student
         if ctx.enabled:
@@ -253,7 +251,7 @@ class _Pretrainer:
         self, it: int, epoch: int, views: list[torch.Tensor], masks: list[torch.Tensor]
     ) -> dict[str, float]:
         cfg, s, st = self.cfg, self.schedules, self.state
-        torch.manual_seed(sample_seed(_STEP_STREAM, it, self.ctx.rank))
+        torch.manual_seed(step_seed(cfg.seed, it, self.ctx.rank))
         for i, group in enumerate(st.optimizer.param_groups):
             group["lr"] = float(s.lr[it])
             if i == 0:
@@ -320,7 +318,10 @@ class _Pretrainer:
         progress.start_epoch(epoch, self.iters_per_epoch, skip)
         sums: dict[str, float] = {}
         steps, images, t0 = 0, 0, time.perf_counter()
+        # Time blocked on the loader (each step ends in a host sync: the loss value).
+        waited, ready = 0.0, t0
         for views, masks in self.loader:
+            waited += time.perf_counter() - ready
             terms = self.step(it, epoch, views, masks)
             it += 1
             steps += 1
@@ -338,6 +339,7 @@ class _Pretrainer:
                 save_trainer(self.run, self.state, it, epoch)
             if it >= stop:
                 break
+            ready = time.perf_counter()
         elapsed = time.perf_counter() - t0
         finished = it == (epoch + 1) * self.iters_per_epoch
         if not self.ctx.is_main:
@@ -352,6 +354,7 @@ class _Pretrainer:
             "teacher_temp": float(s.teacher_temp[epoch]),
             "images_per_s": images / max(elapsed, 1e-9),
             "epoch_time_s": elapsed,
+            "loader_wait_s": waited,
             "peak_memory_mb": _peak_memory_mb(self.device),
         }
         if cfg.method == "dino-mim":

@@ -102,6 +102,9 @@ class FinetuneConfig:
     images_per_id: int = setting(4, "train")
     amp: str = setting("auto", "train")
     """auto = fp16 with GradScaler on CUDA (the reference), off on CPU."""
+    sync_bn: bool = setting(False, "train")
+    """Under DDP on GPUs, BatchNorm layers (BNNeck, ResNet, ICS stem) use the statistics of
+    the global batch (SyncBatchNorm) instead of each process's share."""
     seed: int = setting(1234, "train")
     workers: int = setting(8, "train", runtime=True)
     eval_every: int = setting(0, "train", runtime=True)
