@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from _cfs_data import write_proxy, write_source
 
 from reidcli.selection import check as self_check
@@ -18,14 +17,6 @@ from reidcli.selection.scorefile import read_scores
 
 N = 24
 PICK = 8
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
 
 
 def test_percentiles_count_lower_scores_and_half_the_ties() -> None:

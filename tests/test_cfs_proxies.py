@@ -103,6 +103,8 @@ def test_labelled_targets_get_a_supervised_proxy_by_default(data) -> None:
     assert not auto.supervised_target(f"luperson:{source}", None)
     forced = ProxySettings(target_supervised=False)
     assert not forced.supervised_target(f"market1501:{market}", None)
+    with pytest.raises(ReidError, match="--target-supervised: the train split of luperson"):
+        ProxySettings(target_supervised=True).supervised_target(f"luperson:{source}", None)
 
 
 def test_supervised_target_proxy_fine_tunes_the_source_proxy(data, tmp_path: Path) -> None:

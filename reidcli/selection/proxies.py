@@ -76,9 +76,14 @@ class ProxySettings:
 
     def supervised_target(self, target: str, data_root: str | None) -> bool:
         """Whether the target proxy is (to be) fine-tuned with identity labels."""
-        if self.target_supervised is not None:
-            return self.target_supervised
-        return has_labels(target, data_root)
+        if self.target_supervised is False:
+            return False
+        labelled = has_labels(target, data_root)
+        if self.target_supervised and not labelled:
+            raise ReidError(f"--target-supervised: the train split of {target} has no "
+                            f"identity labels (fewer than {MIN_IDENTITIES} identities); drop "
+                            f"the option to train the target proxy self-supervised")
+        return labelled
 
     def validate(self) -> None:
         if self.epochs < 1:
