@@ -142,8 +142,8 @@ def sweep_one(world: int, cams: int, arms: list[str], s: SweepSettings, out: Pat
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
-    lines = ["| world | cams | target proxy | precision | random half | no-person kept "
-             "| no-person pool | self-check: median percentile | flagged |",
+    lines = ["| world | cams | target proxy | precision (kept half) | random half "
+             "| no-person kept | no-person pool | self-check: median percentile | flagged |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         c = r["check"]
@@ -152,21 +152,22 @@ def _table(rows: list[dict[str, Any]]) -> str:
             f"{r['random_precision_mean']:.3f} | {r['no_person_share']:.3f} | "
             f"{r['pool_no_person_share']:.3f} | {c['median_percentile']:.0f} | "
             f"{'inverted' if c['inverted'] else 'no'} |")
+    summary = ["", "| target proxy | runs | precision: mean | worst run (precision vs random "
+               "half) | no-person kept: mean / max (pool) | below a random half | flagged |",
+               "| --- | --- | --- | --- | --- | --- | --- |"]
     for arm in dict.fromkeys(r["arm"] for r in rows):
         mine = [r for r in rows if r["arm"] == arm]
         p = np.array([r["precision"] for r in mine])
-        rnd = np.array([r["random_precision_mean"] for r in mine])
+        gain = p - np.array([r["random_precision_mean"] for r in mine])
         empty = np.array([r["no_person_share"] for r in mine])
-        pool = np.array([r["pool_no_person_share"] for r in mine])
-        flagged = sum(r["check"]["inverted"] for r in mine)
-        lines.append(
-            f"| mean ({len(mine)} runs) | | {arm} | {p.mean():.3f} | {rnd.mean():.3f} | "
-            f"{empty.mean():.3f} | {pool.mean():.3f} | | {flagged} of {len(mine)} |")
-        worst = int(np.argmin(p - rnd))
-        lines.append(
-            f"| worst | | {arm} | {p.min():.3f} (vs random: {(p - rnd)[worst]:+.3f}) | "
-            f"{rnd.min():.3f} | {empty.max():.3f} | {pool.max():.3f} | | |")
-    return "\n".join(lines)
+        w = mine[int(np.argmin(gain))]
+        summary.append(
+            f"| {arm} | {len(mine)} | {p.mean():.3f} (random {p.mean() - gain.mean():.3f}) | "
+            f"{w['precision']:.3f} vs {w['random_precision_mean']:.3f} (world {w['world']}, "
+            f"{w['cams']} cams) | {empty.mean():.3f} / {empty.max():.3f} "
+            f"({mine[0]['pool_no_person_share']:.3f}) | {int((gain < 0).sum())} | "
+            f"{sum(r['check']['inverted'] for r in mine)} |")
+    return "\n".join(lines + summary)
 
 
 def _ints(text: str) -> list[int]:
