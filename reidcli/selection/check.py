@@ -131,11 +131,12 @@ def write_check(path: Path, check: SelfCheck, key: dict[str, Any]) -> None:
     atomic_write_text(path, json.dumps(record, indent=1) + "\n")
 
 
-def check_key(provenance: dict[str, Any], target: str, sample: Sequence[str]) -> dict[str, Any]:
+def check_key(provenance: dict[str, Any], target: str, sample: Sequence[str], seed: int
+              ) -> dict[str, Any]:
     """What a stored check depends on: both models (by checksum), the source, the sample."""
     keys = ("source", "images", "source_model_sha256", "target_model_sha256", "amp")
     return {k: provenance.get(k) for k in keys} | {
-        "target": target, "sample": len(sample),
+        "target": target, "sample": len(sample), "seed": seed,
         "sample_first": sample[0] if sample else None,
         "sample_last": sample[-1] if sample else None,
     }

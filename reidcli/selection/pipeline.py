@@ -156,7 +156,7 @@ def run_check(opts: CfsOptions, scored: ScoreFile, source_run: Path, target_run:
         return None
     split, sample = self_check.target_sample(load_dataset(opts.target, opts.data_root),
                                              opts.check_sample, opts.proxy.seed)
-    key = self_check.check_key(scored.attrs, opts.target, sample)
+    key = self_check.check_key(scored.attrs, opts.target, sample, opts.proxy.seed)
     path = self_check.sidecar_path(opts.scores_path)
     found = self_check.read_check(path, key)
     if found is None:
