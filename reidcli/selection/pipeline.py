@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from reidcli.data import load_dataset
 from reidcli.errors import ReidError
-from reidcli.inference.features import amp_dtype
+from reidcli.runtime import distributed as ddp
+from reidcli.runtime.device import amp_dtype, device_type, resolve_device
 from reidcli.selection import check as self_check
 from reidcli.selection.proxies import ProxySettings, has_labels, obtain_proxies
 from reidcli.selection.score import (
@@ -35,7 +35,6 @@ from reidcli.selection.score import (
 )
 from reidcli.selection.scorefile import ScoreFile, read_scores
 from reidcli.selection.select import check_listable, count_to_keep, select, write_list
-from reidcli.training import distributed as ddp
 
 log = logging.getLogger(__name__)
 
@@ -124,14 +123,6 @@ def _header(opts: CfsOptions, images: SourceImages, source_run: Path, target_run
     }
 
 
-def _device_type(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        return torch.device(device).type
-    except RuntimeError as err:
-        raise ReidError(f"unknown device {device!r}: {err}") from None
-
 
 def _advice(opts: CfsOptions) -> str:
     """What to change when the self-check finds the ranking inverted."""
@@ -160,7 +151,7 @@ def run_check(opts: CfsOptions, scored: ScoreFile, source_run: Path, target_run:
     path = self_check.sidecar_path(opts.scores_path)
     found = self_check.read_check(path, key)
     if found is None:
-        device = ddp.resolve_device(opts.device, ctx)
+        device = resolve_device(opts.device, ctx.local_rank)
         pair = ProxyPair(source_run, target_run, device, amp_dtype(opts.amp, device))
         scores = score_paths(pair, sample, opts.batch_size, opts.workers)
         found = self_check.evaluate(scored.scores, scores, opts.target, split, _advice(opts))
@@ -176,7 +167,7 @@ def cfs_filter(opts: CfsOptions) -> CfsResult | None:
     images = load_source(opts.source, opts.data_root)
     n_keep = count_to_keep(len(images), opts.keep, opts.keep_count)
     check_listable(images.relative)
-    ctx = ddp.init_distributed(_device_type(opts.device))
+    ctx = ddp.init_distributed(device_type(opts.device))
     try:
         source_run, target_run = obtain_proxies(
             images, opts.target, opts.source_model, opts.target_model, opts.work, opts.proxy,
