@@ -11,8 +11,8 @@ short schedule, whose features move most on the very images it was trained on
 The check scores a seeded sample of target images with the proxies, places each score in
 the source's score distribution (its percentile: the share of source images scoring lower,
 ties counted half) and reports the median. It is recorded next to the scores file
-(`SCORES.check.json`) and in the list's header, and reused while the models and the sample
-are the same.
+(`scores.check.json` for `scores.h5`) and in the list's header, and reused while the models
+and the sample are the same.
 """
 
 from __future__ import annotations
