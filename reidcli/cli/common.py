@@ -24,7 +24,8 @@ state = CliState()
 
 
 class ReidGroup(TyperGroup):
-    """Turns `ReidError` into a one-line red message and exit code 1 (traceback with -v).
+    """Turns `ReidError` into a one-line red message and its exit code: 1, or 2 for a
+    `UsageError` (traceback with -v).
 
     Click already maps usage errors to exit code 2; anything else is a bug and keeps its
     traceback.
@@ -37,7 +38,7 @@ class ReidGroup(TyperGroup):
             if state.verbose:
                 console.print_exception(show_locals=False)
             console.print(f"[bold red]error:[/] {escape(str(err))}")
-            raise typer.Exit(1) from None
+            raise typer.Exit(err.exit_code) from None
 
 
 def parse_size(text: str) -> tuple[int, int]:

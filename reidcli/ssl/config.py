@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reidcli.errors import ReidError
+from reidcli.errors import UsageError
 from reidcli.runtime.device import AMP_MODES
 from reidcli.runtime.rundir import RunDir
 from reidcli.ssl.augment import CropSpec
@@ -141,7 +141,7 @@ class PretrainConfig:
         return self.parts * self.part_crops if self.method == "pass" else self.local_crops
 
     def validate(self) -> PretrainConfig:
-        problems = []
+        problems = SCHEMA.number_problems(self)
         if not self.data:
             problems.append("no dataset given (--data luperson:PATH or `data` in the recipe)")
         if not self.output:
@@ -187,7 +187,7 @@ class PretrainConfig:
         if self.num_local_views and tuple(self.local_size) == tuple(self.global_size):
             problems.append("local_size must differ from global_size (one pass per size)")
         if problems:
-            raise ReidError("invalid pre-training configuration: " + "; ".join(problems))
+            raise UsageError("invalid pre-training configuration: " + "; ".join(problems))
         return self
 
 

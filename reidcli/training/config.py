@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reidcli.errors import ReidError
+from reidcli.errors import UsageError
 from reidcli.runtime.device import AMP_MODES
 from reidcli.runtime.rundir import RunDir
 from reidcli.utils.recipes import RecipeSchema, setting
@@ -109,6 +109,9 @@ class FinetuneConfig:
     workers: int = setting(8, "train", runtime=True)
     eval_every: int = setting(0, "train", runtime=True)
     """Evaluate on query/gallery every N epochs; 0 = only after the last epoch."""
+    allow_no_eval: bool = setting(False, "train", runtime=True)
+    """Train without evaluation (with a warning) when no query has a positive in the gallery,
+    instead of refusing to start."""
     eval_batch_size: int = setting(256, "train", runtime=True)
     log_every: int = setting(50, "train", runtime=True)
     device: str = setting("auto", "train", runtime=True)
@@ -126,8 +129,8 @@ class FinetuneConfig:
         return None if self.soft_margin else self.margin
 
     def validate(self) -> FinetuneConfig:
-        """Raise ReidError on values that cannot work; return self for chaining."""
-        problems = []
+        """Raise UsageError on values that cannot work; return self for chaining."""
+        problems = SCHEMA.number_problems(self)
         if not self.data:
             problems.append("no dataset given (--data NAME[:PATH] or `data` in the recipe)")
         if not self.output:
@@ -176,7 +179,7 @@ class FinetuneConfig:
             if value is not None and len(value) != 3:
                 problems.append(f"{name} must have 3 values, got {value!r}")
         if problems:
-            raise ReidError("invalid fine-tuning configuration: " + "; ".join(problems))
+            raise UsageError("invalid fine-tuning configuration: " + "; ".join(problems))
         return self
 
 
