@@ -37,7 +37,8 @@ class ReidGroup(TyperGroup):
         except ReidError as err:
             if state.verbose:
                 console.print_exception(show_locals=False)
-            console.print(f"[bold red]error:[/] {escape(str(err))}")
+            # soft_wrap: the message stays one line (paths whole for copying and grep).
+            console.print(f"[bold red]error:[/] {escape(str(err))}", soft_wrap=True)
             raise typer.Exit(err.exit_code) from None
 
 

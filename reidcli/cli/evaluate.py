@@ -7,7 +7,6 @@ from enum import StrEnum
 from pathlib import Path
 
 import typer
-from click.core import ParameterSource
 
 from reidcli.retrieval.evaluate import EvalOptions, evaluate_path
 from reidcli.retrieval.report import camera_table, result_json, result_table, write_json
@@ -46,8 +45,9 @@ def rerank_params(k1: int, k2: int, lam: float) -> RerankParams:
 
 def warn_unused_rerank_options(ctx: typer.Context, rerank: bool) -> None:
     """--k1/--k2/--lambda typed without --rerank do nothing: say so rather than ignore them."""
+    # By name: typer ships its own copy of click, whose ParameterSource is another enum.
     typed = [f"--{name}" for name, param in (("k1", "k1"), ("k2", "k2"), ("lambda", "lam"))
-             if ctx.get_parameter_source(param) is ParameterSource.COMMANDLINE]
+             if getattr(ctx.get_parameter_source(param), "name", None) == "COMMANDLINE"]
     if typed and not rerank:
         log.warning("%s only apply with --rerank: ignored (add --rerank to re-rank)",
                     ", ".join(typed))

@@ -128,8 +128,14 @@ class PretrainConfig:
     resume: bool = setting(False, "run", runtime=True)
 
     def resolved(self) -> PretrainConfig:
-        """A copy with method-dependent defaults filled in, validated."""
-        cfg = dataclasses.replace(self)
+        """A copy with method-dependent defaults filled in and absolute paths, validated."""
+        from reidcli.data.roots import absolute_if_present, absolute_path, absolute_spec
+
+        # Absolute paths in config.toml: `--resume` then works from any directory.
+        cfg = dataclasses.replace(
+            self, data=absolute_spec(self.data), data_root=absolute_path(self.data_root),
+            subset=absolute_if_present(self.subset), init=absolute_path(self.init, ("timm",)),
+        )
         if cfg.out_dim is None:
             cfg.out_dim = 8192 if cfg.method == "dino-mim" else 65536
         if cfg.local_scale is None:

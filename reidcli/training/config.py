@@ -11,6 +11,7 @@ key sits in is only for people; `lr` means the same everywhere).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -128,6 +129,23 @@ class FinetuneConfig:
     def triplet_margin(self) -> float | None:
         return None if self.soft_margin else self.margin
 
+    def with_absolute_paths(self) -> FinetuneConfig:
+        """A copy whose data, data root, pretrained weights and subset list are absolute
+        paths: config.toml stores these, so `--resume` works from any directory (a run
+        saved with relative paths resolves them against the working directory as before)."""
+        from reidcli.data.roots import absolute_if_present, absolute_path, absolute_spec
+
+        options = []
+        for pair in self.data_options:
+            key, sep, value = pair.partition("=")
+            if sep and key.strip() == "subset":
+                pair = f"{key}={absolute_if_present(value)}"
+            options.append(pair)
+        return dataclasses.replace(
+            self, data=absolute_spec(self.data), data_root=absolute_path(self.data_root),
+            pretrained=absolute_path(self.pretrained, ("timm",)), data_options=tuple(options),
+        )
+
     def validate(self) -> FinetuneConfig:
         """Raise UsageError on values that cannot work; return self for chaining."""
         problems = SCHEMA.number_problems(self)
@@ -201,9 +219,9 @@ config_differences = SCHEMA.differences
 
 def load_run_config(run_dir: str | Path) -> FinetuneConfig:
     """The resolved configuration saved in a run directory (for `--resume`)."""
-    return RunDir(run_dir).saved_config(SCHEMA)
+    return RunDir(run_dir).saved_config(SCHEMA).with_absolute_paths()
 
 
 def resume_config(run_dir: str | Path, overrides: dict[str, Any] | None = None) -> FinetuneConfig:
     """The saved configuration of `run_dir` with the options given again applied on top."""
-    return RunDir(run_dir).resume_config(SCHEMA, overrides)
+    return RunDir(run_dir).resume_config(SCHEMA, overrides).with_absolute_paths()

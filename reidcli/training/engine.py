@@ -575,7 +575,7 @@ def finetune(cfg: FinetuneConfig, hooks: Hooks | None = None) -> RunResult:
     Under torchrun with several processes this joins the process group, trains with DDP
     and leaves the group when done; only rank 0 writes to the run directory.
     """
-    cfg.validate()
+    cfg = cfg.with_absolute_paths().validate()
     ctx = du.init_distributed(device_type(cfg.device))
     try:
         return _Trainer(cfg, ctx, hooks).run_training()
