@@ -159,6 +159,10 @@ def finetune(
     eval_every: int | None = typer.Option(
         None, "--eval-every", help="Evaluate on query/gallery every N epochs (default: 0 = "
         "after the last epoch only).", rich_help_panel=PANEL_RUN),
+    allow_no_eval: bool | None = typer.Option(
+        None, "--allow-no-eval/--no-allow-no-eval", help="Train without evaluation (warned) "
+        "when no query has a positive in the gallery (one camera, disjoint ids); without it "
+        "such a dataset is refused before the first epoch.", rich_help_panel=PANEL_RUN),
     eval_batch_size: int | None = typer.Option(
         None, "--eval-batch-size", help="Batch size of evaluation (default: 256).",
         rich_help_panel=PANEL_RUN),
@@ -219,6 +223,7 @@ def finetune(
         sync_bn=sync_bn,
         seed=seed,
         eval_every=eval_every,
+        allow_no_eval=allow_no_eval,
         eval_batch_size=eval_batch_size,
         device=device,
     )

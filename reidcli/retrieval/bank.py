@@ -94,6 +94,18 @@ class Split:
                      self.read_paths(), self.viewids)
 
 
+def check_comparable(query: Split, gallery: Split, path: Any = None) -> None:
+    """Raise `BankError` unless both splits have rows and features of one size (distances
+    between them are defined), naming the bank and both splits."""
+    where = f"{path}: " if path else ""
+    if len(query) == 0 or len(gallery) == 0:
+        raise BankError(f"{where}split {query.name!r} has {len(query)} rows and "
+                        f"{gallery.name!r} {len(gallery)}; both need at least one")
+    if query.dim != gallery.dim:
+        raise BankError(f"{where}split {query.name!r} has {query.dim}-dimensional features, "
+                        f"{gallery.name!r} {gallery.dim}: they come from different models")
+
+
 @dataclass
 class FeatureBank:
     """A validated bank. Close it (or use `with`) when it was opened lazily from a file."""
@@ -176,6 +188,11 @@ def _read_split(group: h5py.Group, path: Path) -> Split:
     if wrong:
         parts = ", ".join(f"{k} has {v}" for k, v in wrong.items())
         raise BankError(f"{path}: split {name!r} has {n} feature rows but {parts}")
+    for key in ("pids", "camids", "viewids"):
+        if key in group and group[key].dtype.kind not in "iu":
+            # A float id would be truncated silently (2.7 -> 2) and match the wrong person.
+            raise BankError(f"{path}: split {name!r} {key} must be integers, got "
+                            f"{group[key].dtype}")
     pids = np.asarray(group["pids"][:], dtype=np.int64)
     camids = np.asarray(group["camids"][:], dtype=np.int64)
     viewids = np.asarray(group["viewids"][:], dtype=np.int64) if "viewids" in group else None

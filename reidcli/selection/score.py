@@ -100,8 +100,12 @@ def relative_paths(records: Sequence[ImageRecord], root: Path) -> list[str]:
     out = []
     for r in records:
         # A plain prefix cut: os.path.relpath costs seconds per million paths.
-        rel = r.path[len(prefix):] if r.path.startswith(prefix) else os.path.relpath(r.path, root)
-        out.append(rel.replace(os.sep, "/"))
+        if not r.path.startswith(prefix):
+            # relpath would write `../..` into the list, which names a file outside the root
+            # that a list reader refuses (and that moves when the list does).
+            raise ReidError(f"source image {r.path} is not inside the source root {root} "
+                            "(a link out of it?): the list names images relative to the root")
+        out.append(r.path[len(prefix):].replace(os.sep, "/"))
     return out
 
 

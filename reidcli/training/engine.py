@@ -27,7 +27,8 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from reidcli.errors import CheckpointError, ReidError, TrainingError
+from reidcli.data.check import evaluation_problem
+from reidcli.errors import CheckpointError, DatasetError, ReidError, TrainingError
 from reidcli.models import save_model
 from reidcli.runtime import distributed as du
 from reidcli.runtime.device import amp_dtype, autocast, device_type, resolve_device
@@ -182,6 +183,7 @@ class _Trainer:
                 f"{self.dataset.name} has {num_classes} training identities, fewer than "
                 f"--ids-per-batch {cfg.ids_per_batch}"
             )
+        evaluable = self._check_evaluable()
         pretrained_norm = pretrained_normalisation(cfg)
         try:
             self.model_cfg = ModelConfig(
@@ -276,14 +278,30 @@ class _Trainer:
         self.eval_loaders: tuple[DataLoader, DataLoader] | None = None
         query = self.dataset.splits.get("query") or []
         gallery = self.dataset.splits.get("gallery") or []
-        if query and gallery:
+        if query and gallery and evaluable:
             test_tf = build_test_transform(cfg.size, mean, std)
             self.eval_loaders = (
                 make_eval_loader(query, test_tf, cfg.eval_batch_size, cfg.workers, pin),
                 make_eval_loader(gallery, test_tf, cfg.eval_batch_size, cfg.workers, pin),
             )
-        else:
+        elif evaluable:
             self._say(f"{self.dataset.name} has no query/gallery split: no evaluation")
+
+    def _check_evaluable(self) -> bool:
+        """Before any training: False (with a warning) when the query set cannot be scored
+        and --allow-no-eval was given; an error without it, instead of after the last epoch."""
+        problem = evaluation_problem(self.dataset)
+        if problem is None:
+            return True
+        if not self.cfg.allow_no_eval:
+            raise DatasetError(
+                f"{problem.message}. Fix the query/gallery split (see `reid datasets check`) or "
+                "train without evaluation with --allow-no-eval"
+            )
+        log.warning("%s: training without evaluation (--allow-no-eval)", problem.message)
+        if self.main:
+            self.run.append_log([f"warning: {problem.message}: training without evaluation"])
+        return False
 
     def _load_pretrained(self, model: nn.Module) -> None:
         from reidcli.models import load_pretrained
@@ -332,17 +350,37 @@ class _Trainer:
             seed_everything(self.cfg.seed + 7919 * int(state["epoch"]) + self.ctx.rank)
         return int(state["epoch"])
 
-    def _save(self, epoch: int, record: dict[str, Any], is_best: bool) -> None:
+    def _save(self, epoch: int, record: dict[str, Any]) -> None:
+        """Commit the epoch (weights, metrics so far, trainer.pt last) before it is evaluated,
+        so that a failing evaluation never costs the training."""
         # Every rank takes part in the gather; only rank 0 writes.
         rng_states = du.gather_objects(capture_rng(), self.ctx)
         if self.main:
             save_model(self.run.root, self.model, self.model_cfg)
-            if is_best:
-                save_model(self.run.best_dir, self.model, self.model_cfg)
             self.metrics.append(record)
             self.run.write_metrics(self.metrics)
             self.run.save_trainer(self._trainer_state(epoch, rng_states))
         du.barrier(self.ctx)
+
+    def _save_evaluation(self, epoch: int, record: dict[str, Any]) -> None:
+        """Evaluate the committed epoch; add its scores to metrics.jsonl (the record is the
+        last one there) and keep the weights in best/ when its mAP is the best so far."""
+        try:
+            scores = self._evaluate(epoch)
+        except ReidError as err:
+            raise TrainingError(
+                f"evaluation after epoch {epoch} failed: {err}. The epoch is saved in "
+                f"{self.run.root}; evaluate it with `reid extract` and `reid evaluate`"
+            ) from None
+        record.update(scores)
+        if "mAP" not in scores or (self.best_map is not None and scores["mAP"] <= self.best_map):
+            if self.main:
+                self.run.write_metrics(self.metrics)
+            return
+        self.best_epoch, self.best_map = epoch, scores["mAP"]
+        if self.main:
+            save_model(self.run.best_dir, self.model, self.model_cfg)
+            self.run.write_metrics(self.metrics)
 
     # -- loop ------------------------------------------------------------------------------
     def _train_epoch(self, epoch: int, progress: TrainProgress) -> dict[str, float]:
@@ -461,6 +499,12 @@ class _Trainer:
             done = self._restore()
             self.start_epoch = done + 1
             self.metrics = self.run.keep_metrics_until(done) if self.main else []
+            # metrics.jsonl has the scores of an evaluation that finished after trainer.pt
+            # was written; trainer.pt's own record of the best is one evaluation behind.
+            scored = [r for r in self.metrics if "mAP" in r]
+            if scored:
+                top = max(scored, key=lambda r: r["mAP"])
+                self.best_epoch, self.best_map = int(top["epoch"]), float(top["mAP"])
             self._say(f"resumed {self.run.root} after epoch {done}")
         else:
             self.metrics = []
@@ -478,13 +522,9 @@ class _Trainer:
         with TrainProgress(cfg.epochs, self.start_epoch, cfg.progress and self.main) as progress:
             for epoch in range(self.start_epoch, cfg.epochs + 1):
                 record: dict[str, Any] = {"epoch": epoch, **self._train_epoch(epoch, progress)}
-                is_best = False
-                if self._due(epoch):
-                    scores = self._evaluate(epoch)
-                    record.update(scores)
-                    if "mAP" in scores and (self.best_map is None or scores["mAP"] > self.best_map):
-                        self.best_epoch, self.best_map, is_best = epoch, scores["mAP"], True
-                self._save(epoch, record, is_best)
+                self._save(epoch, record)
+                if self._due(epoch) and self.eval_loaders is not None:
+                    self._save_evaluation(epoch, record)
                 line = (
                     f"epoch {epoch}/{cfg.epochs} loss {record['loss']:.4f} acc {record['acc']:.3f} "
                     f"lr {record['lr']:.3e} {record['images_per_s']:.1f} img/s"
@@ -535,7 +575,7 @@ def finetune(cfg: FinetuneConfig, hooks: Hooks | None = None) -> RunResult:
     Under torchrun with several processes this joins the process group, trains with DDP
     and leaves the group when done; only rank 0 writes to the run directory.
     """
-    cfg.validate()
+    cfg = cfg.with_absolute_paths().validate()
     ctx = du.init_distributed(device_type(cfg.device))
     try:
         return _Trainer(cfg, ctx, hooks).run_training()

@@ -7,6 +7,7 @@ import os
 import re
 from pathlib import Path
 
+from reidcli.data.listfile import read_lines
 from reidcli.data.parsers.common import (
     make_dataset,
     parse_named_folder,
@@ -48,7 +49,7 @@ def _read_views(root: Path, problems: list[Problem]) -> dict[str, int] | None:
             problems.append(Problem("warning", "no keypoint file", msg, path=str(path)))
             continue
         found = True
-        for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        for lineno, line in read_lines(path, "veri776"):
             fields = line.split()
             if not fields:
                 continue
