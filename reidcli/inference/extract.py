@@ -9,17 +9,14 @@ the shards in rank order, so the result is identical to a single-process run.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
-import os
 import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import h5py
 import numpy as np
 from torch.utils.data import DataLoader
 
@@ -30,7 +27,7 @@ from reidcli.errors import BankError, ReidError
 from reidcli.inference.features import FeatureExtractor, amp_dtype
 from reidcli.retrieval.bank import BankWriter, read_bank
 from reidcli.training import distributed as ddp
-from reidcli.utils.partial_h5 import partial_path
+from reidcli.utils.partial_h5 import remove_partial
 from reidcli.utils.progress import stream_progress
 
 log = logging.getLogger(__name__)
@@ -131,20 +128,6 @@ def _matches(path: Path, provenance: dict[str, object], rows: dict[str, int]) ->
         return False
 
 
-def _discard_stale_partial(tmp: Path, provenance: dict[str, object]) -> None:
-    """A partial bank from another model or other inputs must not be continued."""
-    if not tmp.exists():
-        return
-    try:
-        with h5py.File(tmp, "r") as f:
-            stale = any(f.attrs.get(k) != v for k, v in provenance.items())
-    except OSError:
-        stale = True
-    if stale:
-        log.warning("discarding %s: it was written with another model or other inputs", tmp)
-        tmp.unlink()
-
-
 def _loader(records: Sequence[ImageRecord], cfg, opts: ExtractOptions, pin: bool) -> DataLoader:
     from reidcli.data.torch_dataset import ReidImageDataset
     from reidcli.data.transforms import build_test_transform
@@ -229,6 +212,7 @@ def extract_bank(opts: ExtractOptions) -> ExtractResult:
         if output.exists():
             if not opts.overwrite and _matches(output, provenance, rows):
                 log.info("%s is complete for this model and these images; nothing to do", output)
+                remove_partial(output)  # a kill between the final rename and the clean-up
                 return ExtractResult(output, rows, skipped=True)
             if not opts.overwrite:
                 raise ReidError(f"{output} exists and was made from another model or other "
@@ -236,7 +220,6 @@ def extract_bank(opts: ExtractOptions) -> ExtractResult:
         extractor = FeatureExtractor(model, device, amp_dtype(opts.amp, device), opts.flip)
         target = output if not ctx.enabled else output.with_name(
             f"{output.stem}.rank{ctx.rank}{output.suffix}")
-        _discard_stale_partial(partial_path(target), provenance)
         start = time.perf_counter()
         progress = stream_progress(enabled=opts.progress and ctx.is_main)
         with progress, BankWriter(target, attrs=provenance, dtype=opts.dtype, resume=True,
@@ -255,12 +238,6 @@ def extract_bank(opts: ExtractOptions) -> ExtractResult:
         return ExtractResult(output, rows, seconds=seconds)
     finally:
         ddp.shutdown(ctx)
-
-
-def remove_partial(output: os.PathLike[str] | str) -> None:
-    """Forget an interrupted extraction so the next run starts from zero."""
-    with contextlib.suppress(FileNotFoundError):
-        partial_path(output).unlink()
 
 
 def features_of(records: Sequence[ImageRecord], extractor: FeatureExtractor, cfg,

@@ -35,6 +35,7 @@ from reidcli.models.layouts import WEIGHTS_NAME
 from reidcli.selection.scorefile import ScoreWriter, matches, read_scores
 from reidcli.ssl.data import PathTable
 from reidcli.training import distributed as ddp
+from reidcli.utils.partial_h5 import remove_partial
 from reidcli.utils.progress import stream_progress
 
 log = logging.getLogger(__name__)
@@ -257,6 +258,7 @@ def score_images(images: SourceImages, opts: ScoreOptions,
         if output.exists():
             if not opts.overwrite and matches(output, prov, len(images)):
                 log.info("%s already holds these scores; nothing to score", output)
+                remove_partial(output)  # a kill between the final rename and the clean-up
                 return ScoreResult(output, len(images), skipped=True)
             if not opts.overwrite:
                 raise ReidError(f"{output} holds scores of other models or other images; pass "
