@@ -11,8 +11,9 @@
       train.log          human-readable log
 
 Every file is replaced atomically (written beside it, then renamed), so an interruption
-leaves either the old or the new version. `trainer.pt` is written last at the end of an
-epoch: it is the commit point that `--resume` continues from.
+leaves either the old or the new version (and a temporary file, removed by the next save).
+`trainer.pt` is written last at the end of an epoch: it is the commit point that `--resume`
+continues from.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import torch
 from torch import nn
 
 from reidcli.errors import TrainingError
-from reidcli.utils.io import atomic_path, atomic_write_text
+from reidcli.utils.io import atomic_path, atomic_write_text, remove_orphans
 
 CONFIG = "config.toml"
 TRAINER = "trainer.pt"
@@ -82,11 +83,13 @@ class RunDir:
 
         target = self.best_dir if best else self.root
         target.mkdir(parents=True, exist_ok=True)
+        remove_orphans(target)  # what a killed run left: a 60 MB temp per weights file
         save_model(target, model, model_cfg)
         return target
 
     # -- resume state ----------------------------------------------------------------------
     def save_trainer(self, state: dict[str, Any]) -> None:
+        remove_orphans(self.root)
         with atomic_path(self.trainer_path) as tmp:
             torch.save(state, tmp)
 
