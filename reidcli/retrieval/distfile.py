@@ -20,7 +20,7 @@ import torch
 
 from reidcli.errors import BankError
 from reidcli.retrieval.bank import _attr, _open_h5, check_format
-from reidcli.utils.io import atomic_path, remove_orphans
+from reidcli.utils.io import atomic_path
 
 DIST_FORMAT = "reid-distances"
 DIST_VERSION = 1
@@ -122,7 +122,6 @@ def write_distances(
     """Stream row blocks of the Q x G matrix into a new distance file, atomically."""
     path = Path(path)
     nq, ng = len(query), len(gallery)
-    remove_orphans(path.parent)
     with atomic_path(path, suffix=".h5.tmp") as tmp, h5py.File(tmp, "w") as f:
         f.attrs["format"] = DIST_FORMAT
         f.attrs["version"] = DIST_VERSION

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from reidcli.errors import TrainingError
+from reidcli.models.layouts import WEIGHTS_NAME
 from reidcli.utils.io import atomic_path, atomic_write_text, remove_orphans
 
 CONFIG = "config.toml"
@@ -83,13 +84,13 @@ class RunDir:
 
         target = self.best_dir if best else self.root
         target.mkdir(parents=True, exist_ok=True)
-        remove_orphans(target)  # what a killed run left: a 60 MB temp per weights file
+        remove_orphans(target, (WEIGHTS_NAME,))  # a killed run's temp: as big as the weights
         save_model(target, model, model_cfg)
         return target
 
     # -- resume state ----------------------------------------------------------------------
     def save_trainer(self, state: dict[str, Any]) -> None:
-        remove_orphans(self.root)
+        remove_orphans(self.root, (TRAINER, WEIGHTS_NAME))
         with atomic_path(self.trainer_path) as tmp:
             torch.save(state, tmp)
 

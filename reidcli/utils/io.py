@@ -8,7 +8,7 @@ import os
 import re
 import socket
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from reidcli.utils.faults import crash_point
@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 _TEMP = re.compile(r"^\..+\.(?P<host>[A-Za-z0-9_]+)-(?P<pid>\d+)\.[A-Za-z0-9_]{8}[^/]*$")
 # What versions before the tag left (`.NAME.XXXXXXXX.tmp`); no live writer makes these now.
 _LEGACY_TEMP = re.compile(r"^\..+\.[a-z0-9_]{8}(\.h5)?\.tmp$")
+_cleaned: set[str] = set()
 
 
 def _host() -> str:
@@ -45,21 +46,24 @@ def fsync_path(path: str | os.PathLike[str]) -> None:
         os.close(fd)
 
 
-def remove_orphans(folder: str | os.PathLike[str]) -> list[Path]:
+def remove_orphans(folder: str | os.PathLike[str], legacy: Iterable[str] = ()) -> list[Path]:
     """Delete the temporary files that dead writers left in `folder`; return what went.
 
-    A temporary file of this host whose process is gone, or one named the way older versions
-    named them, can belong to no running write.
+    A temporary file of this host whose process is gone can belong to no running write;
+    untagged ones (`.NAME.XXXXXXXX.tmp`, what versions before the tag left) are removed only
+    for the destination names in `legacy`.
     """
     removed: list[Path] = []
     host = _host()
+    prefixes = tuple(f".{name}." for name in legacy)
     with contextlib.suppress(OSError), os.scandir(folder) as entries:
         for entry in entries:
             m = _TEMP.match(entry.name)
             if m is not None:
                 orphan = m["host"] == host and not _alive(int(m["pid"]))
             else:
-                orphan = _LEGACY_TEMP.match(entry.name) is not None
+                orphan = (entry.name.startswith(prefixes) and
+                          _LEGACY_TEMP.match(entry.name) is not None)
             if orphan and entry.is_file(follow_symlinks=False):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(entry.path)
@@ -70,6 +74,14 @@ def remove_orphans(folder: str | os.PathLike[str]) -> list[Path]:
     return removed
 
 
+def _clean_once(folder: Path, name: str) -> None:
+    # One scan per folder and process: orphans are what runs before this one left.
+    key = str(folder.resolve())
+    if key not in _cleaned:
+        _cleaned.add(key)
+        remove_orphans(folder, (name,))
+
+
 @contextlib.contextmanager
 def atomic_path(
     path: str | os.PathLike[str], suffix: str | None = None, *, durable: bool = False
@@ -77,12 +89,15 @@ def atomic_path(
     """Yield a temporary path in the same folder as `path`; rename it over `path` on success.
 
     The temporary file lives in the destination folder so the final `os.replace` is a
-    same-filesystem rename (atomic on POSIX). On any exception the temporary file is removed
-    and `path` is left untouched. `durable=True` also flushes the file to the disk before
-    the rename and the folder after it, so the rename is a commit that survives a power cut.
+    same-filesystem rename (atomic on POSIX); its name carries host and process id, and the
+    first write into a folder removes what dead writers left there (`remove_orphans`). On
+    any exception the temporary file is removed and `path` is left untouched.
+    `durable=True` also flushes the file to the disk before the rename and the folder after
+    it, so the rename is a commit that survives a power cut.
     """
     dest = Path(path)
     dest.parent.mkdir(parents=True, exist_ok=True)
+    _clean_once(dest.parent, dest.name)
     fd, tmp_name = tempfile.mkstemp(
         prefix=f".{dest.name}.{_host()}-{os.getpid()}.",
         suffix=suffix if suffix is not None else ".tmp", dir=dest.parent,

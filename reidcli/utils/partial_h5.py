@@ -127,7 +127,7 @@ class PartialH5Writer:
         self._next = 0
         self._open = True
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        remove_orphans(self.path.parent)
+        remove_orphans(self.path.parent, (self.path.name,))  # e.g. a dead run's final temp
         if not (resume and self._resume()):
             self._start()
 
