@@ -200,6 +200,11 @@ def load_run_config(run_dir: str | Path) -> FinetuneConfig:
 
     path = Path(run_dir) / CONFIG
     if not path.is_file():
+        if path.parent.is_dir():
+            raise TrainingError(
+                f"cannot resume: {path} does not exist: nothing of a run was committed in "
+                f"{path.parent} (not a fine-tuning run, or one stopped before it started); "
+                "start it again without --resume")
         raise TrainingError(f"cannot resume: {path} does not exist (not a fine-tuning run?)")
     return resolve_config(path, {"output": str(run_dir), "resume": True})
 
