@@ -20,7 +20,7 @@ from reidcli.models.config import ModelConfig
 from reidcli.models.layouts import CONFIG_NAME, WEIGHTS_NAME
 from reidcli.models.reid_model import ReidModel, build_model, unwrap
 from reidcli.models.weights_file import read_metadata, read_weights, stored_config
-from reidcli.utils.io import atomic_path, atomic_write_text
+from reidcli.utils.io import atomic_path, atomic_write_text, remove_orphans
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,7 @@ def save_model(
     cfg = cfg or model.cfg
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    remove_orphans(run_dir, (WEIGHTS_NAME,))  # a killed save's temp is as big as the weights
     config_json = json.dumps(cfg.to_dict(), indent=2, sort_keys=True)
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     with atomic_path(run_dir / WEIGHTS_NAME) as tmp:

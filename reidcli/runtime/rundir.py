@@ -11,8 +11,9 @@
       train.log          human-readable log
 
 Every file is replaced atomically (written beside it, then renamed), so an interruption
-leaves either the old or the new version. `trainer.pt` is written last at the end of an
-epoch: it is the commit point that `--resume` continues from.
+leaves either the old or the new version (and a temporary file, removed by the next save).
+`trainer.pt` is written last at the end of an epoch: it is the commit point that `--resume`
+continues from.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import Any, TypeVar
 import torch
 
 from reidcli.errors import TrainingError
-from reidcli.utils.io import atomic_path, atomic_write_text
+from reidcli.utils.io import atomic_path, atomic_write_text, remove_orphans
 from reidcli.utils.recipes import RecipeSchema
 
 C = TypeVar("C")
@@ -87,8 +88,9 @@ class RunDir:
         """The resolved configuration this run saved (config.toml), located here."""
         if not self.config_path.is_file():
             raise TrainingError(
-                f"cannot resume: {self.config_path} does not exist (no run was started in "
-                f"{self.root}; start it without --resume)"
+                f"cannot resume: {self.config_path} does not exist: nothing of a run was "
+                f"committed in {self.root} (not a run directory, or a run stopped before it "
+                "started); start it again without --resume"
             )
         return schema.resolve(self.config_path, {"output": str(self.root), "resume": True})
 
@@ -101,6 +103,7 @@ class RunDir:
 
     # -- resume state ----------------------------------------------------------------------
     def save_trainer(self, state: dict[str, Any]) -> None:
+        remove_orphans(self.root, (TRAINER, WEIGHTS_NAME))
         with atomic_path(self.trainer_path) as tmp:
             torch.save(state, tmp)
 

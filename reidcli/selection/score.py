@@ -36,6 +36,7 @@ from reidcli.runtime.device import amp_dtype, resolve_device
 from reidcli.runtime.files import file_sha256, shard
 from reidcli.selection.scorefile import ScoreWriter, matches, read_scores
 from reidcli.ssl.data import PathTable
+from reidcli.utils.partial_h5 import remove_partial
 from reidcli.utils.progress import stream_progress
 
 log = logging.getLogger(__name__)
@@ -279,6 +280,7 @@ def score_images(images: SourceImages, opts: ScoreOptions,
         if output.exists():
             if not opts.overwrite and matches(output, prov, len(images)):
                 log.info("%s already holds these scores; nothing to score", output)
+                remove_partial(output)  # a kill between the final rename and the clean-up
                 return ScoreResult(output, len(images), skipped=True)
             if not opts.overwrite:
                 raise ReidError(f"{output} holds scores of other models or other images; pass "

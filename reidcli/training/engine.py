@@ -46,6 +46,7 @@ from reidcli.training.optim import build_optimizer
 from reidcli.training.progress import TrainProgress, print_summary
 from reidcli.training.rng import capture_rng, restore_rng, seed_everything
 from reidcli.training.schedule import build_scheduler
+from reidcli.utils.faults import crash_point
 
 log = logging.getLogger(__name__)
 
@@ -213,7 +214,7 @@ class _Trainer:
         except ValueError as err:
             raise ReidError(f"invalid model options: {err}") from None
         model = build_model(self.model_cfg)
-        if cfg.pretrained and not cfg.resume:
+        if cfg.pretrained and not self.resuming:
             self._load_pretrained(model)
         if cfg.freeze_backbone:
             model.freeze_backbone()
@@ -436,6 +437,7 @@ class _Trainer:
                 self.hooks.on_batch(
                     BatchInfo(epoch, step, idx.clone(), loss_v, self.model, self.ctx.rank)
                 )
+            crash_point("train.step", "finetune")
             ready = time.perf_counter()
         if n == 0:
             raise TrainingError(
@@ -486,16 +488,21 @@ class _Trainer:
 
     def run_training(self) -> RunResult:
         cfg = self.cfg
+        resuming = self.resuming = cfg.resume and self.run.has_checkpoint()
         if cfg.resume:
             self._check_resume_config()
-        elif self.main:
+            if not resuming:
+                log.warning("%s: nothing of this run was committed (it stopped before its "
+                            "first epoch ended, so there is no %s); starting it from the "
+                            "beginning", self.run.root, self.run.trainer_path.name)
+        if not resuming and self.main:
             self.run.prepare_new()
         du.barrier(self.ctx)
         self._build()
         self.best_epoch: int | None = None
         self.best_map: float | None = None
         self.start_epoch = 1
-        if cfg.resume:
+        if resuming:
             done = self._restore()
             self.start_epoch = done + 1
             self.metrics = self.run.keep_metrics_until(done) if self.main else []
