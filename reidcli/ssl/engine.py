@@ -79,8 +79,7 @@ def load_paths(cfg: PretrainConfig) -> PathTable:
     if cfg.keep is not None:
         options["keep"] = cfg.keep
     dataset = load_dataset(cfg.data, cfg.data_root, **options)
-    split = "train" if "train" in dataset.splits else next(iter(dataset.splits))
-    return PathTable([r.path for r in dataset.split(split)])
+    return PathTable([r.path for r in dataset.training_images()])
 
 
 def build_transform(cfg: PretrainConfig) -> MultiCrop:

@@ -7,12 +7,7 @@ import os
 import re
 from pathlib import Path
 
-from reidcli.data.parsers.common import (
-    make_dataset,
-    parse_named_folder,
-    relabel,
-    require_dirs,
-)
+from reidcli.data.parsers.common import make_dataset, parse_split_folders
 from reidcli.data.problems import Problem
 from reidcli.data.records import ImageRecord, ReidDataset
 from reidcli.data.registry import DatasetInfo, register
@@ -26,7 +21,7 @@ KEYPOINT_FILES = ("keypoint_train.txt", "keypoint_test.txt")
 
 LAYOUT = """\
   ROOT/
-    image_train/  0001_c001_00016450_0.jpg ...  (vehicle_c<camera>_...)
+    image_train/  0001_c001_00016450_0.jpg ...  (vehicle_c<camera>_...; optional: test-only)
     image_query/  image_test/
     keypoint_train.txt  keypoint_test.txt   optional: `IMAGE x1 y1 v1 ... VIEW` per line,
                                             the last field is the viewpoint (0-7)"""
@@ -90,12 +85,7 @@ def _with_views(
 
 
 def parse_veri776(root: Path, problems: list[Problem]) -> ReidDataset:
-    require_dirs("veri776", root, SPLIT_DIRS.values(), LAYOUT)
-    splits = {
-        split: parse_named_folder(root / folder, split, problems, PATTERN)
-        for split, folder in SPLIT_DIRS.items()
-    }
-    splits["train"] = relabel(splits["train"])
+    splits = parse_split_folders("veri776", root, SPLIT_DIRS, LAYOUT, problems, PATTERN)
     views = _read_views(root, problems)
     if views is None:
         return make_dataset("veri776", root, splits)
