@@ -165,6 +165,10 @@ def finetune(
     device: str | None = typer.Option(
         None, "--device", help="auto, cpu, cuda or cuda:N (default: auto).",
         rich_help_panel=PANEL_RUN),
+    tensorboard: bool | None = typer.Option(
+        None, "--tensorboard/--no-tensorboard", help="Also write the per-epoch metrics to "
+        "RUN_DIR/tb for TensorBoard (pip install 'reidcli[tensorboard]').",
+        rich_help_panel=PANEL_RUN),
 ) -> None:
     """Supervised fine-tuning (ID + triplet loss; TransReID SIE/JPM for ViTs; DINOv2, SOLIDER
     Swin, ResNet BoT) into a run directory."""
@@ -221,6 +225,7 @@ def finetune(
         eval_every=eval_every,
         eval_batch_size=eval_batch_size,
         device=device,
+        tensorboard=tensorboard,
     )
     overrides["progress"] = not state.quiet
     if resume:

@@ -32,6 +32,7 @@ from reidcli.models import save_model
 from reidcli.runtime import distributed as du
 from reidcli.runtime.device import amp_dtype, autocast, device_type, resolve_device
 from reidcli.runtime.rundir import RunDir
+from reidcli.runtime.tensorboard import metrics_sink
 from reidcli.training.config import (
     FinetuneConfig,
     config_differences,
@@ -341,6 +342,7 @@ class _Trainer:
                 save_model(self.run.best_dir, self.model, self.model_cfg)
             self.metrics.append(record)
             self.run.write_metrics(self.metrics)
+            self.sink.write(record)
             self.run.save_trainer(self._trainer_state(epoch, rng_states))
         du.barrier(self.ctx)
 
@@ -473,6 +475,7 @@ class _Trainer:
             f"batches, epochs {self.start_epoch}..{cfg.epochs}, device {self.device}, "
             f"amp {self.amp or 'off'}, {self.ctx.world_size} process(es)"
         )
+        self.sink = metrics_sink(cfg.tensorboard and self.main, self.run, self.metrics, "epoch")
         started = time.perf_counter()
         last: dict[str, Any] = self.metrics[-1] if self.metrics else {}
         with TrainProgress(cfg.epochs, self.start_epoch, cfg.progress and self.main) as progress:
@@ -496,6 +499,7 @@ class _Trainer:
                 last = record
                 if self.hooks.on_epoch_end is not None:
                     self.hooks.on_epoch_end(EpochInfo(epoch, record, self.model, self.ctx.rank))
+        self.sink.close()
         result = RunResult(
             run_dir=self.run.root,
             epochs=cfg.epochs,
