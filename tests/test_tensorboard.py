@@ -130,3 +130,4 @@ def test_without_tensorboard_installed_the_error_says_what_to_install(
         "--device", "cpu", "--tensorboard", "-o", str(tmp_path / "run")])
     assert result.exit_code == 1
     assert "pip install 'reidcli[tensorboard]'" in " ".join(result.output.split())
+    assert not (tmp_path / "run").exists()  # stopped before anything was written

@@ -62,20 +62,27 @@ def scalars(record: Mapping[str, Any]) -> dict[str, float]:
     return out
 
 
+def require_tensorboard() -> type:
+    """torch's SummaryWriter, or a one-line error saying what to install. Every rank calls
+    it before training, so a missing package cannot stop rank 0 alone and hang the rest."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise ReidError("--tensorboard needs the tensorboard package: "
+                        "pip install 'reidcli[tensorboard]'") from None
+    return SummaryWriter
+
+
 class TensorBoardSink:
     def __init__(self, run: RunDir, kept: list[dict[str, Any]], step_key: str) -> None:
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:
-            raise ReidError("--tensorboard needs the tensorboard package: "
-                            "pip install 'reidcli[tensorboard]'") from None
+        summary_writer = require_tensorboard()
         folder = run.tensorboard_dir
         self.step_key = step_key
         logged_before = folder.is_dir() and any(folder.glob("events.out.tfevents.*"))
         purge = None
         if logged_before:
             purge = max((int(r[step_key]) for r in kept), default=-1) + 1
-        self.writer = SummaryWriter(str(folder), purge_step=purge)
+        self.writer = summary_writer(str(folder), purge_step=purge)
         if not logged_before:
             for record in kept:
                 self.write(record)

@@ -34,7 +34,7 @@ from reidcli.models import build_model, load_pretrained
 from reidcli.runtime import distributed as du
 from reidcli.runtime.device import amp_dtype, autocast, device_type, resolve_device
 from reidcli.runtime.rundir import RunDir
-from reidcli.runtime.tensorboard import metrics_sink
+from reidcli.runtime.tensorboard import metrics_sink, require_tensorboard
 from reidcli.ssl.augment import CropSpec, MultiCrop, PartCrop
 from reidcli.ssl.checkpoint import (
     TrainingState,
@@ -399,6 +399,8 @@ def _check_resume(cfg: PretrainConfig) -> None:
 def pretrain(cfg: PretrainConfig) -> PretrainResult:
     """Run (or resume) self-supervised pre-training as configured."""
     cfg = cfg.resolved()
+    if cfg.tensorboard:
+        require_tensorboard()
     if cfg.resume:
         _check_resume(cfg)
     ctx = du.init_distributed(device_type(cfg.device))

@@ -32,7 +32,7 @@ from reidcli.models import save_model
 from reidcli.runtime import distributed as du
 from reidcli.runtime.device import amp_dtype, autocast, device_type, resolve_device
 from reidcli.runtime.rundir import RunDir
-from reidcli.runtime.tensorboard import metrics_sink
+from reidcli.runtime.tensorboard import metrics_sink, require_tensorboard
 from reidcli.training.config import (
     FinetuneConfig,
     config_differences,
@@ -540,6 +540,8 @@ def finetune(cfg: FinetuneConfig, hooks: Hooks | None = None) -> RunResult:
     and leaves the group when done; only rank 0 writes to the run directory.
     """
     cfg.validate()
+    if cfg.tensorboard:
+        require_tensorboard()
     ctx = du.init_distributed(device_type(cfg.device))
     try:
         return _Trainer(cfg, ctx, hooks).run_training()
