@@ -14,7 +14,7 @@ from reidcli.cli.app import app
 from reidcli.errors import ReidError
 from reidcli.runs import compare_runs, mean_sd, summarise_run
 from reidcli.runs.compare import comparison_json, wall_seconds
-from reidcli.runs.report import comparison_table, format_mean_sd
+from reidcli.runs.report import comparison_tables, format_mean_sd
 from reidcli.runtime.rundir import RunDir
 from reidcli.ssl.config import PretrainConfig
 from reidcli.ssl.config import config_to_toml as pretrain_toml
@@ -105,8 +105,10 @@ def test_pretraining_runs_show_their_own_numbers(tmp_path: Path) -> None:
     # A pre-training and a fine-tuning run side by side: each shows what it has.
     ft = _finetune_run(tmp_path / "ft", 0.5)
     cmp = compare_runs([root, ft])
-    assert "method" in cmp.differing
-    comparison_table(cmp)  # renders with missing cells
+    assert "method" in cmp.differing and len(cmp.differing) > 4
+    # So many differing settings get a table of their own; missing values show as "-".
+    settings, scores = comparison_tables(cmp)
+    assert settings.row_count == len(cmp.differing) and scores.row_count == 2
 
 
 def test_several_evaluation_datasets_get_their_own_columns(tmp_path: Path) -> None:

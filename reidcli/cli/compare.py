@@ -8,13 +8,13 @@ from pathlib import Path
 import typer
 
 from reidcli.runs.compare import compare_runs, comparison_json
-from reidcli.runs.report import comparison_table
+from reidcli.runs.report import comparison_tables
 from reidcli.utils.io import atomic_write_text
 from reidcli.utils.logging import console, stdout_console
 
 
 def compare(
-    runs: list[Path] = typer.Argument(..., metavar="RUN_DIR...",
+    runs: list[Path] = typer.Argument(..., metavar="RUN_DIR",
                                       help="Run directories of `reid finetune` / `reid pretrain`."),
     json_out: str | None = typer.Option(None, "--json", metavar="PATH",
                                         help="Also write the comparison as JSON ('-' = stdout)."),
@@ -25,7 +25,8 @@ def compare(
     result = compare_runs(runs)
     # With `--json -` stdout carries only the JSON; the table goes to stderr.
     out = console if json_out == "-" else stdout_console
-    out.print(comparison_table(result, group=group))
+    for table in comparison_tables(result, group=group):
+        out.print(table)
     if json_out:
         text = json.dumps(comparison_json(result), indent=2) + "\n"
         if json_out == "-":

@@ -77,10 +77,21 @@ class Comparison:
 
     @property
     def columns(self) -> list[str]:
+        """Every value name of any run: scores, then the other numbers, then the run's size
+        and speed (first-seen order within each)."""
         names: dict[str, None] = {}
         for run in self.runs:
             names.update(dict.fromkeys(run.values))
-        return list(names)
+        return sorted(names, key=_column_rank)
+
+
+_SCORE_NAMES = {*SCORES, *(f"best {k}" for k in SCORES), "best epoch"}
+_SIZE_NAMES = ("epochs", "iterations", "wall s", "images/s")
+
+
+def _column_rank(name: str) -> int:
+    base = name.split(" [")[0]
+    return 0 if base in _SCORE_NAMES else 2 if base in _SIZE_NAMES else 1
 
 
 def mean_sd(values: list[float]) -> tuple[float, float]:
