@@ -55,10 +55,14 @@ class ReidDataset:
             )
         return records
 
-    def training_images(self) -> list[ImageRecord]:
+    def training_split(self) -> str:
         """What self-supervised stages train on: the train split, or the first split of a
         dataset without one (an image folder)."""
-        return self.train if "train" in self.splits else next(iter(self.splits.values()))
+        return "train" if "train" in self.splits else next(iter(self.splits))
+
+    def training_images(self) -> list[ImageRecord]:
+        split = self.training_split()
+        return self.train if split == "train" else self.splits[split]
 
     @property
     def query(self) -> list[ImageRecord]:
