@@ -169,6 +169,10 @@ def finetune(
     device: str | None = typer.Option(
         None, "--device", help="auto, cpu, cuda or cuda:N (default: auto).",
         rich_help_panel=PANEL_RUN),
+    tensorboard: bool | None = typer.Option(
+        None, "--tensorboard/--no-tensorboard", help="Also write the per-epoch metrics to "
+        "RUN_DIR/tb for TensorBoard (pip install 'reidcli[tensorboard]').",
+        rich_help_panel=PANEL_RUN),
 ) -> None:
     """Supervised fine-tuning (ID + triplet loss; TransReID SIE/JPM for ViTs; DINOv2, SOLIDER
     Swin, ResNet BoT) into a run directory."""
@@ -226,6 +230,7 @@ def finetune(
         allow_no_eval=allow_no_eval,
         eval_batch_size=eval_batch_size,
         device=device,
+        tensorboard=tensorboard,
     )
     overrides["progress"] = not state.quiet
     if resume:

@@ -9,6 +9,7 @@
                          sampler epoch, RNG states of every rank, best so far)
       metrics.jsonl      one JSON object per finished epoch
       train.log          human-readable log
+      tb/                TensorBoard event files (`--tensorboard`)
 
 Every file is replaced atomically (written beside it, then renamed), so an interruption
 leaves either the old or the new version (and a temporary file, removed by the next save).
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Any, TypeVar
@@ -41,6 +43,7 @@ TRAINER = "trainer.pt"
 METRICS = "metrics.jsonl"
 LOG = "train.log"
 BEST = "best"
+TENSORBOARD = "tb"
 
 
 class RunDir:
@@ -67,6 +70,10 @@ class RunDir:
     def best_dir(self) -> Path:
         return self.root / BEST
 
+    @property
+    def tensorboard_dir(self) -> Path:
+        return self.root / TENSORBOARD
+
     def has_checkpoint(self) -> bool:
         return self.trainer_path.is_file()
 
@@ -80,6 +87,7 @@ class RunDir:
         self.root.mkdir(parents=True, exist_ok=True)
         for stale in (self.metrics_path, self.log_path):
             stale.unlink(missing_ok=True)
+        shutil.rmtree(self.tensorboard_dir, ignore_errors=True)
 
     def write_config(self, text: str) -> None:
         atomic_write_text(self.config_path, text)

@@ -99,8 +99,8 @@ def target_sample(dataset: ReidDataset, n: int, seed: int) -> tuple[str, list[st
     The train split is what the target proxy was adapted to, and it exists in every dataset
     (a labelled one and a plain image folder alike).
     """
-    split = "train" if "train" in dataset.splits else next(iter(dataset.splits))
-    paths = [r.path for r in dataset.split(split)]
+    split = dataset.training_split()
+    paths = [r.path for r in dataset.training_images()]
     if n < len(paths):
         keep = np.sort(np.random.default_rng(seed).choice(len(paths), size=n, replace=False))
         paths = [paths[i] for i in keep.tolist()]

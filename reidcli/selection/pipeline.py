@@ -100,8 +100,7 @@ class CfsResult:
 def load_source(spec: str, data_root: str | None = None) -> SourceImages:
     """The source images in source order, with paths relative to the dataset root."""
     dataset = load_dataset(spec, data_root)
-    split = "train" if "train" in dataset.splits else next(iter(dataset.splits))
-    return SourceImages.from_records(spec, Path(dataset.root), dataset.split(split))
+    return SourceImages.from_records(spec, Path(dataset.root), dataset.training_images())
 
 
 def _header(opts: CfsOptions, images: SourceImages, source_run: Path, target_run: Path,

@@ -117,6 +117,8 @@ class PretrainConfig:
     workers: int = setting(8, "train", runtime=True)
     device: str = setting("auto", "train", runtime=True)
     progress: bool = setting(True, "train", runtime=True)
+    tensorboard: bool = setting(False, "train", runtime=True)
+    """Also write the metrics records to RUN_DIR/tb as TensorBoard scalars."""
     export_every: int = setting(1, "train", runtime=True)
     """Export the teacher as model.safetensors every N epochs (and always at the end)."""
     checkpoint_every: int = setting(0, "train", runtime=True)

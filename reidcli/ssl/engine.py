@@ -35,6 +35,7 @@ from reidcli.models import build_model, load_pretrained
 from reidcli.runtime import distributed as du
 from reidcli.runtime.device import amp_dtype, autocast, device_type, resolve_device
 from reidcli.runtime.rundir import RunDir
+from reidcli.runtime.tensorboard import metrics_sink, require_tensorboard
 from reidcli.ssl.augment import CropSpec, MultiCrop, PartCrop
 from reidcli.ssl.checkpoint import (
     TrainingState,
@@ -81,8 +82,7 @@ def load_paths(cfg: PretrainConfig) -> PathTable:
     if cfg.keep is not None:
         options["keep"] = cfg.keep
     dataset = load_dataset(cfg.data, cfg.data_root, **options)
-    split = "train" if "train" in dataset.splits else next(iter(dataset.splits))
-    return PathTable([r.path for r in dataset.split(split)])
+    return PathTable([r.path for r in dataset.training_images()])
 
 
 def build_transform(cfg: PretrainConfig) -> MultiCrop:
@@ -299,6 +299,8 @@ class _Pretrainer:
     def fit(self) -> PretrainResult:
         cfg = self.cfg
         start_it = self.start()
+        self.sink = metrics_sink(cfg.tensorboard and self.ctx.is_main, self.run, self.metrics,
+                                 "iteration")
         total = self.schedules.total_iters
         stop = min(total, cfg.max_iters) if cfg.max_iters else total
         it = start_it
@@ -312,6 +314,7 @@ class _Pretrainer:
                     break
                 skip = it - epoch * self.iters_per_epoch
                 it = self._epoch(epoch, it, skip, stop, progress)
+        self.sink.close()
         if self.ctx.is_main:
             export_teacher(self.run.root, self.state.teacher, cfg)
         du.barrier(self.ctx)
@@ -399,6 +402,7 @@ class _Pretrainer:
             log.warning("epoch %d: %s (centre norm %.3g)", epoch, problem, record["centre_norm"])
         self.metrics.append(record)
         self.run.write_metrics(self.metrics)
+        self.sink.write(record)
         self.run.append_log([_log_line(record)])
         if finished and cfg.export_every and (epoch + 1) % cfg.export_every == 0:
             export_teacher(self.run.root, self.state.teacher, cfg)
@@ -428,6 +432,8 @@ def _check_resume(cfg: PretrainConfig) -> None:
 def pretrain(cfg: PretrainConfig) -> PretrainResult:
     """Run (or resume) self-supervised pre-training as configured."""
     cfg = cfg.resolved()
+    if cfg.tensorboard:
+        require_tensorboard()
     if cfg.resume:
         _check_resume(cfg)
     ctx = du.init_distributed(device_type(cfg.device))

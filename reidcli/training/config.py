@@ -117,6 +117,8 @@ class FinetuneConfig:
     log_every: int = setting(50, "train", runtime=True)
     device: str = setting("auto", "train", runtime=True)
     progress: bool = setting(True, "train", runtime=True)
+    tensorboard: bool = setting(False, "train", runtime=True)
+    """Also write the metrics records to RUN_DIR/tb as TensorBoard scalars."""
     # not saved: where the run goes and whether to continue it
     output: str = setting("", "run", runtime=True)
     resume: bool = setting(False, "run", runtime=True)

@@ -33,6 +33,7 @@ from reidcli.models import save_model
 from reidcli.runtime import distributed as du
 from reidcli.runtime.device import amp_dtype, autocast, device_type, resolve_device
 from reidcli.runtime.rundir import RunDir
+from reidcli.runtime.tensorboard import metrics_sink, require_tensorboard
 from reidcli.training.config import (
     FinetuneConfig,
     config_differences,
@@ -524,6 +525,7 @@ class _Trainer:
             f"batches, epochs {self.start_epoch}..{cfg.epochs}, device {self.device}, "
             f"amp {self.amp or 'off'}, {self.ctx.world_size} process(es)"
         )
+        self.sink = metrics_sink(cfg.tensorboard and self.main, self.run, self.metrics, "epoch")
         started = time.perf_counter()
         last: dict[str, Any] = self.metrics[-1] if self.metrics else {}
         with TrainProgress(cfg.epochs, self.start_epoch, cfg.progress and self.main) as progress:
@@ -532,6 +534,8 @@ class _Trainer:
                 self._save(epoch, record)
                 if self._due(epoch) and self.eval_loaders is not None:
                     self._save_evaluation(epoch, record)
+                if self.main:  # the record is complete now, scores included
+                    self.sink.write(record)
                 line = (
                     f"epoch {epoch}/{cfg.epochs} loss {record['loss']:.4f} acc {record['acc']:.3f} "
                     f"lr {record['lr']:.3e} {record['images_per_s']:.1f} img/s"
@@ -543,6 +547,7 @@ class _Trainer:
                 last = record
                 if self.hooks.on_epoch_end is not None:
                     self.hooks.on_epoch_end(EpochInfo(epoch, record, self.model, self.ctx.rank))
+        self.sink.close()
         result = RunResult(
             run_dir=self.run.root,
             epochs=cfg.epochs,
@@ -583,6 +588,8 @@ def finetune(cfg: FinetuneConfig, hooks: Hooks | None = None) -> RunResult:
     and leaves the group when done; only rank 0 writes to the run directory.
     """
     cfg = cfg.with_absolute_paths().validate()
+    if cfg.tensorboard:
+        require_tensorboard()
     ctx = du.init_distributed(device_type(cfg.device))
     try:
         return _Trainer(cfg, ctx, hooks).run_training()

@@ -109,6 +109,28 @@ def parse_named_folder(
     return records
 
 
+def parse_split_folders(
+    name: str,
+    root: Path,
+    split_dirs: dict[str, str],
+    layout: str,
+    problems: list[Problem],
+    pattern: re.Pattern[str] = MARKET_PATTERN,
+) -> dict[str, list[ImageRecord]]:
+    """Records per split from one folder each, train ids relabelled. The train folder may be
+    missing: test-only datasets (CUHK01, VIPeR, PRID, GRID as shipped for cross-domain tests)
+    are query and gallery alone, and still evaluate (`load_dataset` reports the empty train
+    split as a warning; only training asks for it)."""
+    require_dirs(name, root, [d for s, d in split_dirs.items() if s != "train"], layout)
+    splits = {
+        split: parse_named_folder(root / d, split, problems, pattern) if (root / d).is_dir()
+        else []
+        for split, d in split_dirs.items()
+    }
+    splits["train"] = relabel(splits.get("train", []))
+    return splits
+
+
 def relabel(records: list[ImageRecord]) -> list[ImageRecord]:
     """Map the original train ids to 0..n-1 in sorted order (stable across runs)."""
     mapping = {pid: i for i, pid in enumerate(sorted({r.pid for r in records}))}
