@@ -1,0 +1,126 @@
+"""Running an exported graph with onnxruntime (the optional `reidcli[export]` extra)."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from reidcli.deploy.graph import CAMIDS, IMAGES, VIEWIDS, GraphSpec, graph_input
+from reidcli.errors import ReidError
+
+EXTRA_HINT = "pip install 'reidcli[export]'"
+SPEC_KEY = "reidcli"
+"""Metadata key of the .onnx holding the `GraphSpec` JSON (the file describes itself)."""
+
+
+def require(module: str) -> ModuleType:
+    """Import an optional dependency of the export extra, or say in one line how to get it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ReidError(f"{module} is not installed; it comes with the export extra: "
+                        f"{EXTRA_HINT}") from None
+
+
+def sidecar_path(onnx_path: str | os.PathLike[str]) -> Path:
+    """`model.onnx` -> `model.onnx.json` (never `model.json`, the run directory's config)."""
+    p = Path(onnx_path)
+    return p.with_name(p.name + ".json")
+
+
+def read_spec(path: str | os.PathLike[str]) -> GraphSpec:
+    """The `GraphSpec` stored in an exported .onnx (its metadata), else in its sidecar."""
+    onnx = require("onnx")
+    path = Path(path)
+    if not path.is_file():
+        raise ReidError(f"ONNX model not found: {path}")
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as err:  # onnx raises DecodeError, ValueError, ... for broken files
+        raise ReidError(f"{path} is not a readable ONNX model: {err}") from None
+    text = next((p.value for p in proto.metadata_props if p.key == SPEC_KEY), None)
+    if text is None and sidecar_path(path).is_file():
+        text = sidecar_path(path).read_text(encoding="utf-8")
+    if text is None:
+        raise ReidError(f"{path} was not exported by `reid export` (no '{SPEC_KEY}' metadata "
+                        f"and no {sidecar_path(path).name}); export it with reidcli")
+    try:
+        return GraphSpec.from_dict(json.loads(text))
+    except (ValueError, TypeError) as err:
+        raise ReidError(f"{path}: unreadable reidcli description: {err}") from None
+
+
+def providers_for(device: str) -> list[str]:
+    """onnxruntime providers for `auto` (CUDA when available), `cpu` or `cuda`."""
+    ort = require("onnxruntime")
+    available = ort.get_available_providers()
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    if device.startswith("cuda"):
+        if "CUDAExecutionProvider" not in available:
+            raise ReidError("onnxruntime here has no CUDA provider (install onnxruntime-gpu) "
+                            "or pass --device cpu")
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    if device != "auto":
+        raise ReidError(f"--device must be auto, cpu or cuda for ONNX models, got {device!r}")
+    return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+
+
+def session(model: str | os.PathLike[str] | bytes, providers: Sequence[str],
+            threads: int = 0) -> Any:
+    """An onnxruntime session; quiet about the optional id inputs' default values."""
+    ort = require("onnxruntime")
+    options = ort.SessionOptions()
+    # The SIE id inputs carry a default (-1 = unknown), which onnxruntime warns about.
+    options.log_severity_level = 3
+    if threads:
+        options.intra_op_num_threads = threads
+    source = model if isinstance(model, bytes) else str(model)
+    try:
+        return ort.InferenceSession(source, options, providers=list(providers))
+    except Exception as err:  # onnxruntime's Fail / InvalidGraph / InvalidProtobuf
+        shown = "the exported graph" if isinstance(model, bytes) else str(model)
+        raise ReidError(f"onnxruntime cannot load {shown}: {str(err).strip()}") from None
+
+
+class OnnxModel:
+    """An exported graph plus its `GraphSpec`; `run` takes uint8 NCHW batches like torch's
+    `DeployModule` input and converts them to whatever input the graph was exported with."""
+
+    def __init__(self, path: str | os.PathLike[str], device: str = "auto",
+                 threads: int = 0) -> None:
+        self.path = Path(path)
+        self.spec = read_spec(self.path)
+        self.providers = providers_for(device)
+        self.session = session(self.path, self.providers, threads)
+
+    @property
+    def device(self) -> str:
+        return "cuda" if self.session.get_providers()[0].startswith("CUDA") else "cpu"
+
+    def feed(self, images: np.ndarray, camids: np.ndarray | None = None,
+             viewids: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Input dict for (B, 3, H, W) uint8 RGB images at the model's size."""
+        images = np.asarray(images)
+        h, w = self.spec.img_size
+        if images.ndim != 4 or images.shape[1:] != (3, h, w):
+            raise ReidError(f"{self.path.name} takes (B, 3, {h}, {w}) images, got "
+                            f"{tuple(images.shape)}")
+        feed = {IMAGES: graph_input(self.spec, images.astype(np.uint8, copy=False))}
+        for name, ids in ((CAMIDS, camids), (VIEWIDS, viewids)):
+            if ids is not None and name in self.spec.id_inputs:
+                feed[name] = np.asarray(ids, dtype=np.int64).reshape(-1)
+        return feed
+
+    def run(self, images: np.ndarray, camids: np.ndarray | None = None,
+            viewids: np.ndarray | None = None) -> np.ndarray:
+        """(B, D) float32 features."""
+        (out,) = self.session.run(None, self.feed(images, camids, viewids))
+        return np.asarray(out, dtype=np.float32)
