@@ -198,9 +198,9 @@ def export_onnx(opts: ExportOptions) -> ExportResult:
     """Export, verify with onnxruntime, then write `opts.output` and its sidecar atomically."""
     require("onnx")
     require("onnxruntime")
-    from reidcli.inference.extract import file_sha256
     from reidcli.models.checkpoint import load_model
     from reidcli.models.layouts import WEIGHTS_NAME
+    from reidcli.utils.io import file_sha256
 
     if opts.verify_batch < 1:
         raise ReidError("the verification batch must hold at least one image")

@@ -124,3 +124,29 @@ class OnnxModel:
         """(B, D) float32 features."""
         (out,) = self.session.run(None, self.feed(images, camids, viewids))
         return np.asarray(out, dtype=np.float32)
+
+
+class OnnxFeatureExtractor:
+    """`FeatureExtractor`'s interface over an `OnnxModel`, for `reid extract --onnx`.
+
+    Takes the uint8 batches of `build_resize_transform`. `flip` on a graph exported without
+    `--flip` runs the mirrored batch as well and averages, as `FeatureExtractor` does.
+    """
+
+    def __init__(self, model: OnnxModel, flip: bool = False) -> None:
+        import torch
+
+        self.model = model
+        self.flip = flip and not model.spec.flip
+        self.device = torch.device("cpu")  # batches are handed over as host arrays
+
+    def __call__(self, images, camids=None, viewids=None):
+        import torch
+
+        x = images.numpy()
+        cams = None if camids is None else camids.numpy()
+        views = None if viewids is None else viewids.numpy()
+        out = self.model.run(x, cams, views)
+        if self.flip:
+            out = (out + self.model.run(x[..., ::-1], cams, views)) / 2
+        return torch.from_numpy(out)

@@ -10,7 +10,6 @@ the shards in rank order, so the result is identical to a single-process run.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
 import re
@@ -27,9 +26,11 @@ from reidcli.data import load_dataset
 from reidcli.data.loading import parse_options
 from reidcli.data.records import ImageRecord
 from reidcli.errors import BankError, ReidError
-from reidcli.inference.features import FeatureExtractor, amp_dtype
+from reidcli.inference.backend import load_backend
+from reidcli.inference.features import FeatureExtractor
 from reidcli.retrieval.bank import BankWriter, read_bank
 from reidcli.training import distributed as ddp
+from reidcli.utils.io import file_sha256  # noqa: F401 (re-exported)
 from reidcli.utils.partial_h5 import partial_path
 from reidcli.utils.progress import stream_progress
 
@@ -41,7 +42,8 @@ UNKNOWN_CAMERA = -1
 
 @dataclass
 class ExtractOptions:
-    checkpoint: Path
+    checkpoint: Path | None
+    """Run directory; None with `onnx`."""
     output: Path
     data: str | None = None
     data_root: str | None = None
@@ -59,6 +61,8 @@ class ExtractOptions:
     overwrite: bool = False
     checkpoint_every: int = 50
     progress: bool = True
+    onnx: Path | None = None
+    """A graph written by `reid export`, run by onnxruntime instead of the run directory."""
 
 
 @dataclass
@@ -71,14 +75,6 @@ class ExtractResult:
     @property
     def images_per_second(self) -> float:
         return sum(self.rows.values()) / self.seconds if self.seconds > 0 else 0.0
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def image_folder_records(folder: Path, cam_regex: str | None = None) -> list[ImageRecord]:
@@ -145,11 +141,10 @@ def _discard_stale_partial(tmp: Path, provenance: dict[str, object]) -> None:
         tmp.unlink()
 
 
-def _loader(records: Sequence[ImageRecord], cfg, opts: ExtractOptions, pin: bool) -> DataLoader:
+def _loader(records: Sequence[ImageRecord], transform, opts: ExtractOptions,
+            pin: bool) -> DataLoader:
     from reidcli.data.torch_dataset import ReidImageDataset
-    from reidcli.data.transforms import build_test_transform
 
-    transform = build_test_transform(cfg.img_size, cfg.mean, cfg.std)
     return DataLoader(
         ReidImageDataset(records, transform),
         batch_size=opts.batch_size,
@@ -162,7 +157,7 @@ def _loader(records: Sequence[ImageRecord], cfg, opts: ExtractOptions, pin: bool
 
 def _write_split(
     writer: BankWriter, name: str, records: Sequence[ImageRecord], extractor: FeatureExtractor,
-    cfg, opts: ExtractOptions, progress,
+    transform, opts: ExtractOptions, progress,
 ) -> int:
     done = writer.rows_done.get(name, 0)
     todo = records[done:]
@@ -171,7 +166,7 @@ def _write_split(
     if not todo:
         return done
     task = progress.add_task(f"extract {name}", total=len(records), completed=done)
-    loader = _loader(todo, cfg, opts, pin=extractor.device.type == "cuda")
+    loader = _loader(todo, transform, opts, pin=extractor.device.type == "cuda")
     for step, (imgs, pids, camids, viewids, index) in enumerate(loader, start=1):
         feats = extractor(imgs, camids, viewids)
         batch = [todo[i] for i in index.tolist()]
@@ -205,10 +200,7 @@ def _merge_shards(shards: Sequence[Path], output: Path, attrs: dict[str, object]
 
 
 def extract_bank(opts: ExtractOptions) -> ExtractResult:
-    """Run `opts.checkpoint` (a run directory) over the requested images into a bank."""
-    from reidcli.models.checkpoint import load_model
-    from reidcli.models.layouts import WEIGHTS_NAME
-
+    """Run `opts.checkpoint` (a run directory) or `opts.onnx` over the images into a bank."""
     if opts.batch_size < 1 or opts.checkpoint_every < 1:
         raise ReidError("--batch-size and the checkpoint interval must be positive")
     output = Path(opts.output)
@@ -216,15 +208,9 @@ def extract_bank(opts: ExtractOptions) -> ExtractResult:
     try:
         device = ddp.resolve_device(opts.device, ctx)
         dataset_desc, splits = gather_records(opts)
-        model, cfg = load_model(opts.checkpoint, num_classes=0, device=device)
-        provenance: dict[str, object] = {
-            "model": cfg.backbone,
-            "checkpoint": str(Path(opts.checkpoint).resolve()),
-            "checkpoint_sha256": file_sha256(Path(opts.checkpoint) / WEIGHTS_NAME),
-            "dataset": dataset_desc,
-            "normalized": False,
-            "flip": bool(opts.flip),
-        }
+        backend = load_backend(opts.checkpoint, opts.onnx, device, opts.device, opts.amp,
+                               opts.flip)
+        provenance: dict[str, object] = {**backend.provenance, "dataset": dataset_desc}
         rows = {name: len(recs) for name, recs in splits.items()}
         if output.exists():
             if not opts.overwrite and _matches(output, provenance, rows):
@@ -233,7 +219,6 @@ def extract_bank(opts: ExtractOptions) -> ExtractResult:
             if not opts.overwrite:
                 raise ReidError(f"{output} exists and was made from another model or other "
                                 f"images; pass --overwrite to replace it")
-        extractor = FeatureExtractor(model, device, amp_dtype(opts.amp, device), opts.flip)
         target = output if not ctx.enabled else output.with_name(
             f"{output.stem}.rank{ctx.rank}{output.suffix}")
         _discard_stale_partial(partial_path(target), provenance)
@@ -243,7 +228,8 @@ def extract_bank(opts: ExtractOptions) -> ExtractResult:
                                   keep_partial=True) as writer:
             for name, records in splits.items():
                 lo, hi = shard(len(records), ctx.rank, ctx.world_size)
-                _write_split(writer, name, records[lo:hi], extractor, cfg, opts, progress)
+                _write_split(writer, name, records[lo:hi], backend.extractor,
+                             backend.transform, opts, progress)
         seconds = time.perf_counter() - start
         if ctx.enabled:
             ddp.barrier(ctx)
@@ -266,8 +252,11 @@ def remove_partial(output: os.PathLike[str] | str) -> None:
 def features_of(records: Sequence[ImageRecord], extractor: FeatureExtractor, cfg,
                 batch_size: int = 128, workers: int = 0) -> np.ndarray:
     """Features of `records` in memory (small sets: tests, the demo, evaluation)."""
+    from reidcli.data.transforms import build_test_transform
+
     opts = ExtractOptions(checkpoint=Path("."), output=Path("."), batch_size=batch_size,
                           workers=workers)
+    transform = build_test_transform(cfg.img_size, cfg.mean, cfg.std)
     out = [extractor(imgs, cams, views).numpy()
-           for imgs, _, cams, views, _ in _loader(records, cfg, opts, pin=False)]
+           for imgs, _, cams, views, _ in _loader(records, transform, opts, pin=False)]
     return np.concatenate(out) if out else np.empty((0, 0), np.float32)
