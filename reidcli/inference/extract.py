@@ -63,6 +63,8 @@ class ExtractOptions:
     progress: bool = True
     onnx: Path | None = None
     """A graph written by `reid export`, run by onnxruntime instead of the run directory."""
+    replace_stale: bool = False
+    """Replace a bank made from another model or other images (a cache, as `reid search`'s)."""
 
 
 @dataclass
@@ -85,19 +87,20 @@ def image_folder_records(folder: Path, cam_regex: str | None = None) -> list[Ima
     camera is unknown (-1).
     """
     dataset = load_dataset(f"luperson:{folder}")
-    pattern = re.compile(cam_regex) if cam_regex else None
-    if pattern is not None and "cam" not in pattern.groupindex:
+    return [image_record(r.path, cam_regex) for r in dataset.train]
+
+
+def image_record(path: str, cam_regex: str | None = None) -> ImageRecord:
+    """An unlabelled record of one image, its camera parsed by `cam_regex` (see above)."""
+    if cam_regex is None:
+        return ImageRecord(path, -1, UNKNOWN_CAMERA, 0)
+    pattern = re.compile(cam_regex)
+    if "cam" not in pattern.groupindex:
         raise ReidError(f"--cam-regex {cam_regex!r} needs a named group (?P<cam>...)")
-    records = []
-    for r in dataset.train:
-        camid = UNKNOWN_CAMERA
-        if pattern is not None:
-            m = pattern.search(Path(r.path).name)
-            if m is None:
-                raise ReidError(f"--cam-regex {cam_regex!r} does not match {r.path}")
-            camid = int(m.group("cam")) - 1
-        records.append(ImageRecord(r.path, -1, camid, 0))
-    return records
+    m = pattern.search(Path(path).name)
+    if m is None:
+        raise ReidError(f"--cam-regex {cam_regex!r} does not match {path}")
+    return ImageRecord(path, -1, int(m.group("cam")) - 1, 0)
 
 
 def gather_records(opts: ExtractOptions) -> tuple[str, dict[str, list[ImageRecord]]]:
@@ -216,7 +219,7 @@ def extract_bank(opts: ExtractOptions) -> ExtractResult:
             if not opts.overwrite and _matches(output, provenance, rows):
                 log.info("%s is complete for this model and these images; nothing to do", output)
                 return ExtractResult(output, rows, skipped=True)
-            if not opts.overwrite:
+            if not (opts.overwrite or opts.replace_stale):
                 raise ReidError(f"{output} exists and was made from another model or other "
                                 f"images; pass --overwrite to replace it")
         target = output if not ctx.enabled else output.with_name(
