@@ -162,6 +162,10 @@ def _finish_graph(tmp: Path, spec: GraphSpec) -> Any:
         # the input out (onnxruntime lists it under get_overridable_initializers()).
         proto.graph.initializer.append(
             numpy_helper.from_array(np.array([UNKNOWN_ID], np.int64), name))
+    # The tracer may leave the feature axis symbolic (after L2 normalisation): state it.
+    dims = proto.graph.output[0].type.tensor_type.shape.dim
+    dims[1].ClearField("dim_param")
+    dims[1].dim_value = spec.feature_dim
     proto.producer_name = "reidcli"
     return proto
 
