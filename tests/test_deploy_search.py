@@ -178,3 +178,18 @@ def test_search_cli(model, tmp_path: Path) -> None:
     res = CliRunner().invoke(app, ["search", str(query), "--gallery", str(tmp_path / "gallery"),
                                    "-c", str(run), "--onnx", str(graph)])
     assert res.exit_code == 1 and "exactly one of" in res.output
+
+
+def test_tracker_example_in_the_docs_runs(model) -> None:
+    _, graph = model
+    text = (Path(__file__).resolve().parent.parent / "docs" / "export.md").read_text()
+    code = text.split("A tracker that keeps", 1)[1].split("```python", 1)[1].split("```", 1)[0]
+    scope: dict = {}
+    exec(code.replace("market.onnx", str(graph)), scope)  # noqa: S102 (our own doc)
+    rng = np.random.default_rng(0)
+    frame = rng.integers(0, 256, (240, 320, 3), dtype=np.uint8)
+    boxes = [(10, 20, 60, 140), (200, 50, 260, 190)]
+    assert scope["update"](frame, boxes, [1, 2]) == {}
+    sims = scope["update"](frame, boxes, [1, 2])
+    assert sims[1][0] == pytest.approx(1.0, abs=1e-5) and sims[2][1] == pytest.approx(1.0, abs=1e-5)
+    assert sims[1][1] < 0.9999
