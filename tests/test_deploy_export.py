@@ -138,3 +138,18 @@ def test_cli_exports_and_reports(tmp_path: Path) -> None:
     assert read_spec(tmp_path / "m.onnx").flip is True
     res = CliRunner().invoke(app, ["export", "-c", str(tmp_path), "-o", str(tmp_path / "x.onnx")])
     assert res.exit_code == 1 and "not a reidcli run directory" in " ".join(res.output.split())
+
+
+def test_verifies_on_real_images(tmp_path: Path) -> None:
+    from _deploy_data import write_gallery
+
+    run = make_run(tmp_path / "run", "resnet")
+    write_gallery(tmp_path / "imgs", ids=2, per_id=2)
+    result = export_onnx(ExportOptions(run, tmp_path / "m.onnx", images=tmp_path / "imgs",
+                                       verify_batch=3))
+    check = read_spec(tmp_path / "m.onnx").verification
+    assert check["images"] == str(tmp_path / "imgs") and check["batch"] == 3
+    assert result.verification.max_abs_diff == check["max_abs_diff"] <= 1e-4
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ReidError):
+        export_onnx(ExportOptions(run, tmp_path / "e.onnx", images=tmp_path / "empty"))

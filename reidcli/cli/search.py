@@ -34,8 +34,8 @@ def search(
     cam_regex: str | None = typer.Option(None, "--cam-regex", help="Regex with a named group "
                                          "`cam` (1-based camera number) in file names, as "
                                          "`extract --images`."),
-    flip: bool = typer.Option(False, "--flip/--no-flip", help="Flip averaging (-c only; a "
-                              "graph has it if exported with --flip)."),
+    flip: bool = typer.Option(False, "--flip/--no-flip", help="Flip averaging for queries "
+                              "and gallery (a graph exported with --flip always has it)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda."),
     batch_size: int = typer.Option(64, "--batch-size", "-b", min=1),
     workers: int = typer.Option(0, "--workers", "-j", min=0,

@@ -68,11 +68,13 @@ class Embedder:
 
     @classmethod
     def from_onnx(cls, path: str | os.PathLike[str], device: str = "auto",
-                  batch_size: int = 64, threads: int = 0) -> Embedder:
-        """A graph written by `reid export`, run by onnxruntime (CUDA provider when present)."""
+                  flip: bool = False, batch_size: int = 64, threads: int = 0) -> Embedder:
+        """A graph written by `reid export`, run by onnxruntime (CUDA provider when present).
+
+        `flip` averages with the mirrored images for a graph exported without `--flip`."""
         from reidcli.deploy.onnx_model import OnnxModel
 
-        model = OnnxModel(path, device=device, threads=threads)
+        model = OnnxModel(path, device=device, threads=threads, flip=flip)
         return cls(model.run, model.spec, str(path), batch_size)
 
     @property

@@ -92,12 +92,17 @@ def session(model: str | os.PathLike[str] | bytes, providers: Sequence[str],
 
 class OnnxModel:
     """An exported graph plus its `GraphSpec`; `run` takes uint8 NCHW batches like torch's
-    `DeployModule` input and converts them to whatever input the graph was exported with."""
+    `DeployModule` input and converts them to whatever input the graph was exported with.
+
+    `flip` on a graph exported without `--flip` runs the mirrored batch as well and averages,
+    as `FeatureExtractor` does (a graph exported with `--flip` does it inside).
+    """
 
     def __init__(self, path: str | os.PathLike[str], device: str = "auto",
-                 threads: int = 0) -> None:
+                 threads: int = 0, flip: bool = False) -> None:
         self.path = Path(path)
         self.spec = read_spec(self.path)
+        self.extra_flip = flip and not self.spec.flip
         self.providers = providers_for(device)
         self.session = session(self.path, self.providers, threads)
 
@@ -123,21 +128,24 @@ class OnnxModel:
             viewids: np.ndarray | None = None) -> np.ndarray:
         """(B, D) float32 features."""
         (out,) = self.session.run(None, self.feed(images, camids, viewids))
+        if self.extra_flip:
+            (mirrored,) = self.session.run(None, self.feed(images[..., ::-1], camids, viewids))
+            out = (out + mirrored) / 2
         return np.asarray(out, dtype=np.float32)
+
+    @property
+    def flip(self) -> bool:
+        return self.spec.flip or self.extra_flip
 
 
 class OnnxFeatureExtractor:
-    """`FeatureExtractor`'s interface over an `OnnxModel`, for `reid extract --onnx`.
+    """`FeatureExtractor`'s interface over an `OnnxModel`, for `reid extract --onnx`: takes the
+    uint8 batches of `build_resize_transform`."""
 
-    Takes the uint8 batches of `build_resize_transform`. `flip` on a graph exported without
-    `--flip` runs the mirrored batch as well and averages, as `FeatureExtractor` does.
-    """
-
-    def __init__(self, model: OnnxModel, flip: bool = False) -> None:
+    def __init__(self, model: OnnxModel) -> None:
         import torch
 
         self.model = model
-        self.flip = flip and not model.spec.flip
         self.device = torch.device("cpu")  # batches are handed over as host arrays
 
     def __call__(self, images, camids=None, viewids=None):
@@ -146,7 +154,4 @@ class OnnxFeatureExtractor:
         x = images.numpy()
         cams = None if camids is None else camids.numpy()
         views = None if viewids is None else viewids.numpy()
-        out = self.model.run(x, cams, views)
-        if self.flip:
-            out = (out + self.model.run(x[..., ::-1], cams, views)) / 2
-        return torch.from_numpy(out)
+        return torch.from_numpy(self.model.run(x, cams, views))

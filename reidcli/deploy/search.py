@@ -78,7 +78,8 @@ def _embedder(opts: SearchOptions) -> Embedder:
     if (opts.checkpoint is None) == (opts.onnx is None):
         raise ReidError("give exactly one of --checkpoint RUN_DIR and --onnx MODEL.onnx")
     if opts.onnx is not None:
-        return Embedder.from_onnx(opts.onnx, device=opts.device, batch_size=opts.batch_size)
+        return Embedder.from_onnx(opts.onnx, device=opts.device, flip=opts.flip,
+                                  batch_size=opts.batch_size)
     return Embedder.from_run(opts.checkpoint, device=opts.device,  # type: ignore[arg-type]
                              flip=opts.flip, batch_size=opts.batch_size)
 
@@ -146,6 +147,11 @@ def _gallery_split(path: Path, name: str | None, embedder: Embedder,
             raise BankError(f"{path} was extracted with another model ({bank.attrs.get('model')}"
                             f", {bank.attrs.get('checkpoint')}); search it with that model or "
                             f"pass the gallery folder")
+        flipped = bank.attrs.get("flip")
+        if flipped is not None and bool(flipped) != (opts.flip or embedder.spec.flip):
+            log.warning("%s was extracted %s flip averaging, the queries are embedded %s it; "
+                        "distances mix the two", path, "with" if flipped else "without",
+                        "with" if opts.flip or embedder.spec.flip else "without")
         split = bank[name].load()
     if len(split) == 0:
         raise BankError(f"{path}: the gallery split {name!r} is empty")

@@ -38,13 +38,14 @@ def load_backend(checkpoint: str | os.PathLike[str] | None, onnx: str | os.PathL
         from reidcli.data.transforms import build_resize_transform
         from reidcli.deploy.onnx_model import OnnxFeatureExtractor, OnnxModel
 
-        graph = OnnxModel(onnx, device="auto" if device_option == "auto" else device.type)
-        return Backend(OnnxFeatureExtractor(graph, flip),
+        graph = OnnxModel(onnx, device="auto" if device_option == "auto" else device.type,
+                          flip=flip)
+        return Backend(OnnxFeatureExtractor(graph),
                        build_resize_transform(graph.spec.img_size),
                        {"model": graph.spec.model, "checkpoint": str(Path(onnx).resolve()),
                         "checkpoint_sha256": file_sha256(onnx),
                         "normalized": graph.spec.normalized,
-                        "flip": bool(flip or graph.spec.flip)})
+                        "flip": graph.flip})
     from reidcli.data.transforms import build_test_transform
     from reidcli.models.checkpoint import load_model
     from reidcli.models.layouts import WEIGHTS_NAME
