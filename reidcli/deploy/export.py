@@ -10,6 +10,7 @@ models with and without camera ids) and must match the torch model within `atol`
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import warnings
 from collections.abc import Iterator
@@ -219,7 +220,9 @@ def export_onnx(opts: ExportOptions) -> ExportResult:
     reference.eval()
     pixels, source = _verification_pixels(opts, spec.img_size)
     traced = DeployModule(_half_copy(model) if opts.fp16 else model, spec).eval()
-    example = torch.from_numpy(graph_input(spec, pixels[:2]))
+    # Traced at batch 2 whatever the verification batch: a batch of 1 invites the tracer to
+    # treat the batch size as a constant.
+    example = torch.from_numpy(graph_input(spec, pixels[[0, -1]]))
     ids = tuple(torch.zeros(len(example), dtype=torch.long) for _ in spec.id_inputs)
     names = [IMAGES, *spec.id_inputs]
     axes = {IMAGES: {0: "batch"}, FEATURES: {0: "batch"},
@@ -248,6 +251,4 @@ def export_onnx(opts: ExportOptions) -> ExportResult:
 
 
 def _half_copy(model: torch.nn.Module) -> torch.nn.Module:
-    import copy
-
     return copy.deepcopy(model).half()

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from reidcli.data.records import ImageRecord
 from reidcli.deploy.embedder import Embedder
 from reidcli.errors import BankError, ReidError
 from reidcli.retrieval.bank import Split, read_bank
@@ -88,7 +89,7 @@ def _has_files(folder: Path) -> bool:
     return any(p.is_file() for p in folder.rglob("*"))
 
 
-def query_records(path: Path, cam_regex: str | None) -> list:
+def query_records(path: Path, cam_regex: str | None) -> list[ImageRecord]:
     """The query image, or every image below the query folder, unlabelled."""
     from reidcli.inference.extract import image_folder_records, image_record
 
