@@ -246,7 +246,7 @@ def export_onnx(opts: ExportOptions) -> ExportResult:
         _set_spec(proto, spec)
         require("onnx").save(proto, str(tmp))
     atomic_write_text(sidecar_path(output), spec.to_json())
-    log.info("exported %s (%s, %d-d)", output, spec.model, spec.feature_dim)
+    log.debug("exported %s (%s, %d-d)", output, spec.model, spec.feature_dim)
     return ExportResult(output, sidecar_path(output), spec, check)
 
 
