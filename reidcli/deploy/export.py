@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import logging
 import warnings
 from collections.abc import Iterator
@@ -216,7 +217,7 @@ def export_onnx(opts: ExportOptions) -> ExportResult:
         cfg, model.feat_dim, input_dtype=opts.input_dtype, layout=opts.layout, flip=opts.flip,
         normalized=opts.normalize, precision=precision, opset=OPSET,
         checkpoint_sha256=file_sha256(Path(opts.checkpoint) / WEIGHTS_NAME))
-    reference = DeployModule(model, GraphSpec(**{**spec.__dict__, "precision": "float32"}))
+    reference = DeployModule(model, dataclasses.replace(spec, precision="float32"))
     reference.eval()
     pixels, source = _verification_pixels(opts, spec.img_size)
     traced = DeployModule(_half_copy(model) if opts.fp16 else model, spec).eval()
