@@ -13,6 +13,7 @@ number of threads (`--threads`, default: all cores).
 
     python benchmarks/bench_deploy.py                 # vit-small-demo 128x64, vit-b 256x128
     python benchmarks/bench_deploy.py --quick         # a tiny model: checks that it runs
+    python benchmarks/bench_deploy.py --device cuda --fp16   # GPU: CUDA provider, fp16 graph
 """
 
 from __future__ import annotations
@@ -48,17 +49,19 @@ def _timed(fn: Callable[[], object], calls: int) -> float:
     return (time.perf_counter() - start) / calls
 
 
-def _prepare(backbone: str, size: tuple[int, int], out: Path, device: str, compile_: bool
-             ) -> dict[str, Callable[[np.ndarray], object]]:
+def _prepare(backbone: str, size: tuple[int, int], out: Path, device: str, compile_: bool,
+             fp16: bool) -> dict[str, Callable[[np.ndarray], object]]:
     run = out / f"{backbone}-{size[0]}x{size[1]}"
     if not (run / "model.safetensors").exists():
         torch.manual_seed(0)
         cfg = ModelConfig(backbone=backbone, img_size=size, drop_path=0.0)
         save_model(run, build_model(cfg), cfg)
-    graph_path = run / "model.onnx"
+    graph_path = run / ("model-fp16.onnx" if fp16 else "model.onnx")
     if not graph_path.exists():
-        export_onnx(ExportOptions(run, graph_path, device="cpu"))
+        export_onnx(ExportOptions(run, graph_path, device="cpu", fp16=fp16))
     model, _ = load_model(run, num_classes=0, device=device)
+    if fp16:  # the torch back ends run half precision too (DeployModule casts the input)
+        model = model.half()
     graph = OnnxModel(graph_path, device=device, threads=torch.get_num_threads())
     module = DeployModule(model, graph.spec).to(device).eval()
     dev = torch.device(device)
@@ -79,7 +82,7 @@ def _prepare(backbone: str, size: tuple[int, int], out: Path, device: str, compi
 
 
 def bench_model(backbone: str, size: tuple[int, int], args: argparse.Namespace) -> dict:
-    backends = _prepare(backbone, size, args.out, args.device, not args.no_compile)
+    backends = _prepare(backbone, size, args.out, args.device, not args.no_compile, args.fp16)
     rng = np.random.default_rng(0)
     one = rng.integers(0, 256, (1, 3, *size), dtype=np.uint8)
     many = rng.integers(0, 256, (args.batch, 3, *size), dtype=np.uint8)
@@ -132,6 +135,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--device", default="cpu", help="cpu or cuda (CUDA provider)")
     parser.add_argument("--no-compile", action="store_true", help="skip torch.compile")
+    parser.add_argument("--fp16", action="store_true",
+                        help="half precision: an --fp16 graph, a half torch model (for GPUs)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out" / "deploy")
     args = parser.parse_args()
     if args.quick:
@@ -139,9 +144,11 @@ def main() -> None:
     args.out = args.out.resolve()
     args.out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(args.threads)
-    machine = (f"{cpu_name()}, {os.cpu_count()} cores, {args.threads} threads, torch "
+    gpu = f", {torch.cuda.get_device_name()}" if args.device.startswith("cuda") else ""
+    machine = (f"{cpu_name()}{gpu}, {os.cpu_count()} cores, {args.threads} threads, torch "
                f"{torch.__version__}, onnxruntime {onnxruntime.__version__}, Python "
-               f"{platform.python_version()}, load {os.getloadavg()[0]:.2f}")
+               f"{platform.python_version()}, load {os.getloadavg()[0]:.2f}"
+               f"{', fp16' if args.fp16 else ''}")
     print(machine, flush=True)
     results = []
     for backbone, size in QUICK if args.quick else MODELS:
