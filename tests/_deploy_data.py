@@ -19,7 +19,10 @@ FAMILIES = {
     "vit-sie-jpm": dict(backbone="vit-tiny-test", stride=12, jpm=True, sie_camera=True,
                         num_cams=3),
     "vit-parts": dict(backbone="vit-tiny-test", part_tokens=2, neck_feat="after"),
+    "vit-ics": dict(backbone="vit-tiny-test", stem="ics", stride=12),
     "dinov2-reg": dict(backbone="dinov2-reg-tiny-test", img_size=(56, 28)),
+    "dinov2-sie": dict(backbone="dinov2-tiny-test", img_size=(56, 28), sie_camera=True,
+                       num_cams=3),
     "swin": dict(backbone="swin-tiny-test"),
     "resnet": dict(backbone="resnet-tiny-test"),
 }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -113,8 +114,15 @@ def test_errors_name_the_problem(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         export_onnx(ExportOptions(run, tmp_path / "m.onnx"))
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"\x08\x07 this is not a protobuf model")
-    with pytest.raises(ReidError, match="bad.onnx"):
+    with pytest.raises(ReidError, match="bad.onnx is not a model onnxruntime can load"):
         OnnxModel(bad)
+    foreign = tmp_path / "foreign.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+        torch.onnx.export(torch.nn.Linear(2, 2).eval(), (torch.zeros(1, 2),), str(foreign),
+                          dynamo=False)
+    with pytest.raises(ReidError, match="not exported by `reid export`"):
+        OnnxModel(foreign)
     import importlib
 
     real = importlib.import_module

@@ -36,16 +36,21 @@ def sidecar_path(onnx_path: str | os.PathLike[str]) -> Path:
 
 
 def read_spec(path: str | os.PathLike[str]) -> GraphSpec:
-    """The `GraphSpec` stored in an exported .onnx (its metadata), else in its sidecar."""
-    onnx = require("onnx")
+    """The `GraphSpec` of an exported .onnx (its metadata, else its sidecar JSON)."""
+    return spec_of(session(_existing(path), ["CPUExecutionProvider"]), path)
+
+
+def _existing(path: str | os.PathLike[str]) -> Path:
     path = Path(path)
     if not path.is_file():
         raise ReidError(f"ONNX model not found: {path}")
-    try:
-        proto = onnx.load(str(path), load_external_data=False)
-    except Exception as err:  # onnx raises DecodeError, ValueError, ... for broken files
-        raise ReidError(f"{path} is not a readable ONNX model: {err}") from None
-    text = next((p.value for p in proto.metadata_props if p.key == SPEC_KEY), None)
+    return path
+
+
+def spec_of(sess: Any, path: str | os.PathLike[str]) -> GraphSpec:
+    """Read through onnxruntime, so running a graph needs onnxruntime only (not `onnx`)."""
+    path = Path(path)
+    text = sess.get_modelmeta().custom_metadata_map.get(SPEC_KEY)
     if text is None and sidecar_path(path).is_file():
         text = sidecar_path(path).read_text(encoding="utf-8")
     if text is None:
@@ -87,7 +92,8 @@ def session(model: str | os.PathLike[str] | bytes, providers: Sequence[str],
         return ort.InferenceSession(source, options, providers=list(providers))
     except Exception as err:  # onnxruntime's Fail / InvalidGraph / InvalidProtobuf
         shown = "the exported graph" if isinstance(model, bytes) else str(model)
-        raise ReidError(f"onnxruntime cannot load {shown}: {str(err).strip()}") from None
+        raise ReidError(f"{shown} is not a model onnxruntime can load: "
+                        f"{str(err).strip()}") from None
 
 
 class OnnxModel:
@@ -100,11 +106,11 @@ class OnnxModel:
 
     def __init__(self, path: str | os.PathLike[str], device: str = "auto",
                  threads: int = 0, flip: bool = False) -> None:
-        self.path = Path(path)
-        self.spec = read_spec(self.path)
-        self.extra_flip = flip and not self.spec.flip
+        self.path = _existing(path)
         self.providers = providers_for(device)
         self.session = session(self.path, self.providers, threads)
+        self.spec = spec_of(self.session, self.path)
+        self.extra_flip = flip and not self.spec.flip
 
     @property
     def device(self) -> str:
