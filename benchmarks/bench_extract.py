@@ -38,6 +38,7 @@ import torch
 from machine import cpu_name
 
 from reidcli.data import load_dataset
+from reidcli.data.transforms import build_test_transform
 from reidcli.inference.extract import ExtractOptions, _loader, extract_bank
 from reidcli.models import ModelConfig, build_model, load_model, save_model
 
@@ -88,12 +89,13 @@ def main() -> None:
     device = torch.device(args.device)
     model, cfg = load_model(run_dir, num_classes=0, device=device)
     model.eval()
+    transform = build_test_transform(cfg.img_size, cfg.mean, cfg.std)
     opts = ExtractOptions(checkpoint=run_dir, output=out / "bank.h5", data=spec,
                           batch_size=args.batch_size, workers=args.workers, device=args.device,
                           amp="off", overwrite=True, progress=False)
     # Pre-load the exact batches extract would see (same transform, same batching).
     batches = [(imgs, cams, views) for imgs, _, cams, views, _ in
-               _loader(records, cfg, ExtractOptions(checkpoint=run_dir, output=out,
+               _loader(records, transform, ExtractOptions(checkpoint=run_dir, output=out,
                                                      batch_size=args.batch_size, workers=0),
                        pin=False)]
     n = len(records)
@@ -107,7 +109,7 @@ def main() -> None:
 
     def loader_rate() -> float:
         start = time.perf_counter()
-        for _ in _loader(records, cfg, opts, pin=False):
+        for _ in _loader(records, transform, opts, pin=False):
             pass
         return n / (time.perf_counter() - start)
 
@@ -125,7 +127,7 @@ def main() -> None:
     forward_rate()
     cpu_fwd = (time.process_time() - c0) / n
     c0 = time.process_time()
-    for _ in _loader(records, cfg, ExtractOptions(checkpoint=run_dir, output=out,
+    for _ in _loader(records, transform, ExtractOptions(checkpoint=run_dir, output=out,
                                                   batch_size=args.batch_size, workers=0),
                      pin=False):
         pass
