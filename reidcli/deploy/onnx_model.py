@@ -62,23 +62,34 @@ def spec_of(sess: Any, path: str | os.PathLike[str]) -> GraphSpec:
         raise ReidError(f"{path}: unreadable reidcli description: {err}") from None
 
 
-def providers_for(device: str) -> list[str]:
-    """onnxruntime providers for `auto` (CUDA when available), `cpu` or `cuda`."""
+def providers_for(device: str) -> list[Any]:
+    """onnxruntime providers for `auto` (CUDA when available), `cpu`, `cuda` or `cuda:N`."""
     ort = require("onnxruntime")
-    available = ort.get_available_providers()
+    cuda = "CUDAExecutionProvider" in ort.get_available_providers()
+    if device == "auto":
+        device = "cuda" if cuda else "cpu"
     if device == "cpu":
         return ["CPUExecutionProvider"]
-    if device.startswith("cuda"):
-        if "CUDAExecutionProvider" not in available:
-            raise ReidError("onnxruntime here has no CUDA provider (install onnxruntime-gpu) "
-                            "or pass --device cpu")
-        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    if device != "auto":
-        raise ReidError(f"--device must be auto, cpu or cuda for ONNX models, got {device!r}")
-    return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+    if not device.startswith("cuda"):
+        raise ReidError(f"--device must be auto, cpu or cuda[:N] for ONNX models, got "
+                        f"{device!r}")
+    if not cuda:
+        raise ReidError("onnxruntime here has no CUDA provider (install onnxruntime-gpu) "
+                        "or pass --device cpu")
+    index = int(device.split(":", 1)[1]) if ":" in device else 0
+    return [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
 
 
-def session(model: str | os.PathLike[str] | bytes, providers: Sequence[str],
+def ort_device(device: Any, requested: str) -> str:
+    """The onnxruntime device for torch's resolved `device` (cuda:N under torchrun): with
+    `--device auto`, the CPU when this onnxruntime has no CUDA provider."""
+    if requested == "auto" and device.type == "cuda":
+        cuda = "CUDAExecutionProvider" in require("onnxruntime").get_available_providers()
+        return str(device) if cuda else "cpu"
+    return str(device)
+
+
+def session(model: str | os.PathLike[str] | bytes, providers: Sequence[Any],
             threads: int = 0) -> Any:
     """An onnxruntime session; quiet about the optional id inputs' default values."""
     ort = require("onnxruntime")

@@ -36,10 +36,9 @@ def load_backend(checkpoint: str | os.PathLike[str] | None, onnx: str | os.PathL
         raise ReidError("give exactly one of --checkpoint RUN_DIR and --onnx MODEL.onnx")
     if onnx is not None:
         from reidcli.data.transforms import build_resize_transform
-        from reidcli.deploy.onnx_model import OnnxFeatureExtractor, OnnxModel
+        from reidcli.deploy.onnx_model import OnnxFeatureExtractor, OnnxModel, ort_device
 
-        graph = OnnxModel(onnx, device="auto" if device_option == "auto" else device.type,
-                          flip=flip)
+        graph = OnnxModel(onnx, device=ort_device(device, device_option), flip=flip)
         return Backend(OnnxFeatureExtractor(graph),
                        build_resize_transform(graph.spec.img_size),
                        {"model": graph.spec.model, "checkpoint": str(Path(onnx).resolve()),
