@@ -33,8 +33,8 @@ import torch
 from machine import cpu_name
 
 from reidcli.deploy.export import ExportOptions, export_onnx
-from reidcli.deploy.graph import DeployModule
-from reidcli.deploy.onnx_model import OnnxModel
+from reidcli.inference.graph import DeployModule
+from reidcli.inference.onnx_model import OnnxModel
 from reidcli.models import ModelConfig, build_model, load_model, save_model
 
 REPO = Path(__file__).resolve().parent.parent

@@ -15,10 +15,10 @@ from typer.testing import CliRunner
 
 from reidcli.cli.app import app
 from reidcli.deploy.export import ExportOptions, export_onnx
-from reidcli.deploy.graph import CAMIDS
-from reidcli.deploy.onnx_model import OnnxModel, read_spec, sidecar_path
 from reidcli.errors import CheckpointError, ReidError
 from reidcli.inference.features import FeatureExtractor
+from reidcli.inference.graph import CAMIDS
+from reidcli.inference.onnx_model import OnnxModel, read_spec, sidecar_path
 from reidcli.models.checkpoint import load_model
 
 

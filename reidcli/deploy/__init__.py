@@ -6,8 +6,8 @@
 
 from reidcli.deploy.embedder import Embedder
 from reidcli.deploy.export import ExportOptions, ExportResult, export_onnx
-from reidcli.deploy.graph import DeployModule, GraphSpec
 from reidcli.deploy.search import SearchOptions, SearchResult, search
+from reidcli.inference.graph import DeployModule, GraphSpec
 
 __all__ = ["DeployModule", "Embedder", "ExportOptions", "ExportResult", "GraphSpec",
            "SearchOptions", "SearchResult", "export_onnx", "search"]

@@ -18,9 +18,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from reidcli.deploy.graph import DeployModule, GraphSpec
 from reidcli.deploy.pixels import ImageLike, Resizer
 from reidcli.errors import ReidError
+from reidcli.inference.graph import DeployModule, GraphSpec
 
 Ids = int | Sequence[int] | np.ndarray | None
 Backend = Callable[[np.ndarray, np.ndarray | None, np.ndarray | None], np.ndarray]
@@ -45,9 +45,9 @@ class Embedder:
                  batch_size: int = 64) -> Embedder:
         """The model of a `reid finetune` / `reid pretrain` run directory, run by torch."""
         from reidcli.models.checkpoint import load_model
-        from reidcli.models.layouts import WEIGHTS_NAME
-        from reidcli.retrieval.distances import resolve_device
-        from reidcli.utils.io import file_sha256
+        from reidcli.runtime.device import resolve_device
+        from reidcli.runtime.files import file_sha256
+        from reidcli.runtime.rundir import WEIGHTS_NAME
 
         dev = resolve_device(device)
         model, cfg = load_model(run_dir, num_classes=0, device=dev)
@@ -72,7 +72,7 @@ class Embedder:
         """A graph written by `reid export`, run by onnxruntime (CUDA provider when present).
 
         `flip` averages with the mirrored images for a graph exported without `--flip`."""
-        from reidcli.deploy.onnx_model import OnnxModel
+        from reidcli.inference.onnx_model import OnnxModel
 
         model = OnnxModel(path, device=device, threads=threads, flip=flip)
         return cls(model.run, model.spec, str(path), batch_size)

@@ -22,7 +22,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from reidcli.deploy.graph import (
+from reidcli.deploy.pixels import Resizer
+from reidcli.errors import ReidError
+from reidcli.inference.graph import (
     CAMIDS,
     FEATURES,
     IMAGES,
@@ -32,9 +34,7 @@ from reidcli.deploy.graph import (
     GraphSpec,
     graph_input,
 )
-from reidcli.deploy.onnx_model import SPEC_KEY, providers_for, require, session, sidecar_path
-from reidcli.deploy.pixels import Resizer
-from reidcli.errors import ReidError
+from reidcli.inference.onnx_model import SPEC_KEY, providers_for, require, session, sidecar_path
 from reidcli.utils.io import atomic_path, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -205,8 +205,8 @@ def export_onnx(opts: ExportOptions) -> ExportResult:
     require("onnx")
     require("onnxruntime")
     from reidcli.models.checkpoint import load_model
-    from reidcli.models.layouts import WEIGHTS_NAME
-    from reidcli.utils.io import file_sha256
+    from reidcli.runtime.files import file_sha256
+    from reidcli.runtime.rundir import WEIGHTS_NAME
 
     if opts.verify_batch < 1:
         raise ReidError("the verification batch must hold at least one image")

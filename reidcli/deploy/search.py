@@ -24,7 +24,8 @@ from reidcli.errors import BankError, ReidError
 from reidcli.retrieval.bank import Split, read_bank
 from reidcli.retrieval.distances import knn, prepare_features, stable_topk
 from reidcli.retrieval.rerank import RerankParams, rerank
-from reidcli.utils.io import atomic_path, atomic_write_text, file_sha256
+from reidcli.runtime.files import file_sha256
+from reidcli.utils.io import atomic_path, atomic_write_text
 from reidcli.visualize.ranking import Match, MatchKind, RankedQuery
 
 log = logging.getLogger(__name__)
@@ -134,7 +135,7 @@ def _model_hashes(embedder: Embedder, opts: SearchOptions) -> set[str]:
     """Checksums a bank of this model may carry: the weights', and an exported graph's."""
     hashes = {embedder.spec.checkpoint_sha256}
     if opts.onnx is not None:
-        hashes.add(file_sha256(opts.onnx))
+        hashes.add(file_sha256(Path(opts.onnx)))
     return hashes - {""}
 
 

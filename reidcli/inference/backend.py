@@ -16,8 +16,9 @@ import torch
 from PIL import Image
 
 from reidcli.errors import ReidError
-from reidcli.inference.features import FeatureExtractor, amp_dtype
-from reidcli.utils.io import file_sha256
+from reidcli.inference.features import FeatureExtractor
+from reidcli.runtime.device import amp_dtype
+from reidcli.runtime.files import file_sha256
 
 
 @dataclass
@@ -36,18 +37,18 @@ def load_backend(checkpoint: str | os.PathLike[str] | None, onnx: str | os.PathL
         raise ReidError("give exactly one of --checkpoint RUN_DIR and --onnx MODEL.onnx")
     if onnx is not None:
         from reidcli.data.transforms import build_resize_transform
-        from reidcli.deploy.onnx_model import OnnxFeatureExtractor, OnnxModel, ort_device
+        from reidcli.inference.onnx_model import OnnxFeatureExtractor, OnnxModel, ort_device
 
         graph = OnnxModel(onnx, device=ort_device(device, device_option), flip=flip)
         return Backend(OnnxFeatureExtractor(graph),
                        build_resize_transform(graph.spec.img_size),
                        {"model": graph.spec.model, "checkpoint": str(Path(onnx).resolve()),
-                        "checkpoint_sha256": file_sha256(onnx),
+                        "checkpoint_sha256": file_sha256(Path(onnx)),
                         "normalized": graph.spec.normalized,
                         "flip": graph.flip})
     from reidcli.data.transforms import build_test_transform
     from reidcli.models.checkpoint import load_model
-    from reidcli.models.layouts import WEIGHTS_NAME
+    from reidcli.runtime.rundir import WEIGHTS_NAME
 
     model, cfg = load_model(checkpoint, num_classes=0, device=device)  # type: ignore[arg-type]
     return Backend(FeatureExtractor(model, device, amp_dtype(amp, device), flip),

@@ -9,9 +9,7 @@ the shards in rank order, so the result is identical to a single-process run.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import re
 import time
 from collections.abc import Sequence
@@ -19,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import h5py
-import numpy as np
 from torch.utils.data import DataLoader
 
 from reidcli.data import load_dataset
@@ -29,8 +26,9 @@ from reidcli.errors import BankError, ReidError
 from reidcli.inference.backend import load_backend
 from reidcli.inference.features import FeatureExtractor
 from reidcli.retrieval.bank import BankWriter, read_bank
-from reidcli.training import distributed as ddp
-from reidcli.utils.io import file_sha256  # noqa: F401 (re-exported)
+from reidcli.runtime import distributed as ddp
+from reidcli.runtime.device import device_type, resolve_device
+from reidcli.runtime.files import file_sha256, shard  # noqa: F401 (re-exported)
 from reidcli.utils.partial_h5 import partial_path
 from reidcli.utils.progress import stream_progress
 
@@ -115,10 +113,6 @@ def gather_records(opts: ExtractOptions) -> tuple[str, dict[str, list[ImageRecor
     desc = " ".join([opts.data, *(f"-O {o}" for o in opts.data_options)])  # type: ignore[list-item]
     return desc, {s: dataset.split(s) for s in opts.splits}
 
-
-def shard(n: int, rank: int, world: int) -> tuple[int, int]:
-    """Contiguous [lo, hi) share of n items for `rank`; shares differ by at most one."""
-    return rank * n // world, (rank + 1) * n // world
 
 
 def _matches(path: Path, provenance: dict[str, object], rows: dict[str, int]) -> bool:
@@ -207,9 +201,9 @@ def extract_bank(opts: ExtractOptions) -> ExtractResult:
     if opts.batch_size < 1 or opts.checkpoint_every < 1:
         raise ReidError("--batch-size and the checkpoint interval must be positive")
     output = Path(opts.output)
-    ctx = ddp.init_distributed(ddp.device_type(opts.device))
+    ctx = ddp.init_distributed(device_type(opts.device))
     try:
-        device = ddp.resolve_device(opts.device, ctx)
+        device = resolve_device(opts.device, ctx.local_rank)
         dataset_desc, splits = gather_records(opts)
         backend = load_backend(opts.checkpoint, opts.onnx, device, opts.device, opts.amp,
                                opts.flip)
@@ -244,22 +238,3 @@ def extract_bank(opts: ExtractOptions) -> ExtractResult:
         return ExtractResult(output, rows, seconds=seconds)
     finally:
         ddp.shutdown(ctx)
-
-
-def remove_partial(output: os.PathLike[str] | str) -> None:
-    """Forget an interrupted extraction so the next run starts from zero."""
-    with contextlib.suppress(FileNotFoundError):
-        partial_path(output).unlink()
-
-
-def features_of(records: Sequence[ImageRecord], extractor: FeatureExtractor, cfg,
-                batch_size: int = 128, workers: int = 0) -> np.ndarray:
-    """Features of `records` in memory (small sets: tests, the demo, evaluation)."""
-    from reidcli.data.transforms import build_test_transform
-
-    opts = ExtractOptions(checkpoint=Path("."), output=Path("."), batch_size=batch_size,
-                          workers=workers)
-    transform = build_test_transform(cfg.img_size, cfg.mean, cfg.std)
-    out = [extractor(imgs, cams, views).numpy()
-           for imgs, _, cams, views, _ in _loader(records, transform, opts, pin=False)]
-    return np.concatenate(out) if out else np.empty((0, 0), np.float32)

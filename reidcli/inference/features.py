@@ -2,23 +2,10 @@
 
 from __future__ import annotations
 
-from contextlib import nullcontext
-
 import torch
 from torch import nn
 
-from reidcli.errors import ReidError
-
-AMP_MODES = ("off", "bf16", "fp16", "auto")
-
-
-def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
-    """`auto`: fp16 on CUDA (what the reference code uses), off elsewhere."""
-    if mode not in AMP_MODES:
-        raise ReidError(f"--amp must be one of {', '.join(AMP_MODES)}, got {mode!r}")
-    if mode == "auto":
-        return torch.float16 if device.type == "cuda" else None
-    return {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[mode]
+from reidcli.runtime.device import autocast
 
 
 class FeatureExtractor:
@@ -49,12 +36,7 @@ class FeatureExtractor:
         x = images.to(self.device, non_blocking=True)
         cam = None if camids is None else camids.to(self.device, non_blocking=True)
         view = None if viewids is None else viewids.to(self.device, non_blocking=True)
-        autocast = (
-            torch.autocast(device_type=self.device.type, dtype=self.amp)
-            if self.amp is not None
-            else nullcontext()
-        )
-        with autocast:
+        with autocast(self.device, self.amp):
             out = test_features(self.model, x, cam, view, self.flip)
         return out.cpu()
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,13 +28,14 @@ from reidcli.data.images import read_image
 from reidcli.data.records import ImageRecord
 from reidcli.data.transforms import build_test_transform
 from reidcli.errors import ReidError
-from reidcli.inference.extract import file_sha256, shard
-from reidcli.inference.features import FeatureExtractor, amp_dtype
+from reidcli.inference.features import FeatureExtractor
 from reidcli.models.config import ModelConfig
 from reidcli.models.layouts import WEIGHTS_NAME
+from reidcli.runtime import distributed as ddp
+from reidcli.runtime.device import amp_dtype, resolve_device
+from reidcli.runtime.files import file_sha256, shard
 from reidcli.selection.scorefile import ScoreWriter, matches, read_scores
 from reidcli.ssl.data import PathTable
-from reidcli.training import distributed as ddp
 from reidcli.utils.progress import stream_progress
 
 log = logging.getLogger(__name__)
@@ -193,6 +194,30 @@ def _check_finite(scores: np.ndarray, paths: Sequence[str]) -> None:
         )
 
 
+def _scored_batches(pair: ProxyPair, paths: PathTable, lo: int, hi: int, batch_size: int,
+                    workers: int) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
+    """(scores, offsets from `lo`) per batch of images lo..hi-1, in order."""
+    loader = DataLoader(
+        _ScoreDataset(paths, lo, hi, pair.transform()),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=workers,
+        pin_memory=pair.device.type == "cuda",
+    )
+    for views, index in loader:
+        yield pair.scores(views).numpy(), index
+
+
+def score_paths(pair: ProxyPair, paths: Sequence[str], batch_size: int = 256,
+                workers: int = 0) -> np.ndarray:
+    """The CFS score of each image file in `paths` (in memory; for small sets)."""
+    table = PathTable(list(paths))
+    parts = [s for s, _ in _scored_batches(pair, table, 0, len(table), batch_size, workers)]
+    scores = np.concatenate(parts) if parts else np.zeros(0, np.float32)
+    _check_finite(scores, paths)
+    return scores
+
+
 def _score_shard(
     writer: ScoreWriter, images: SourceImages, lo: int, hi: int, pair: ProxyPair,
     opts: ScoreOptions, progress: Any,
@@ -204,16 +229,9 @@ def _score_shard(
     if start >= hi:
         return
     task = progress.add_task("cfs score", total=hi - lo, completed=done)
-    loader = DataLoader(
-        _ScoreDataset(images.paths, start, hi, pair.transform()),
-        batch_size=opts.batch_size,
-        shuffle=False,
-        num_workers=opts.workers,
-        pin_memory=pair.device.type == "cuda",
-    )
-    for step, (views, index) in enumerate(loader, start=1):
+    batches = _scored_batches(pair, images.paths, start, hi, opts.batch_size, opts.workers)
+    for step, (scores, index) in enumerate(batches, start=1):
         paths = [images.relative[start + i] for i in index.tolist()]
-        scores = pair.scores(views).numpy()
         _check_finite(scores, paths)
         writer.append(scores, paths)
         if step % opts.checkpoint_every == 0:
@@ -250,7 +268,7 @@ def score_images(images: SourceImages, opts: ScoreOptions,
             opts.device == "auto" and torch.cuda.is_available())
         ctx = ddp.init_distributed("cuda" if wants_cuda else "cpu")
     try:
-        device = ddp.resolve_device(opts.device, ctx)
+        device = resolve_device(opts.device, ctx.local_rank)
         amp = amp_dtype(opts.amp, device)
         prov = provenance(images, opts, amp)
         output = Path(opts.output)

@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from reidcli.deploy.graph import CAMIDS, IMAGES, VIEWIDS, GraphSpec, graph_input
 from reidcli.errors import ReidError
+from reidcli.inference.graph import CAMIDS, IMAGES, VIEWIDS, GraphSpec, graph_input
 
 EXTRA_HINT = "pip install 'reidcli[export]'"
 SPEC_KEY = "reidcli"
