@@ -19,12 +19,14 @@ number of threads (`--threads`, default: all cores).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
 import statistics
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +49,20 @@ def _timed(fn: Callable[[], object], calls: int) -> float:
     for _ in range(calls):
         fn()
     return (time.perf_counter() - start) / calls
+
+
+@dataclass(frozen=True)
+class Settings:
+    batch: int = 64
+    rounds: int = 3
+    latency_calls: int = 20
+    batch_calls: int = 3
+    device: str = "cpu"
+    compile: bool = True
+    fp16: bool = False
+
+
+QUICK_SETTINGS = {"batch": 8, "rounds": 1, "latency_calls": 2, "batch_calls": 1}
 
 
 def _prepare(backbone: str, size: tuple[int, int], out: Path, device: str, compile_: bool,
@@ -81,11 +97,12 @@ def _prepare(backbone: str, size: tuple[int, int], out: Path, device: str, compi
     return backends
 
 
-def bench_model(backbone: str, size: tuple[int, int], args: argparse.Namespace) -> dict:
-    backends = _prepare(backbone, size, args.out, args.device, not args.no_compile, args.fp16)
+def bench_model(backbone: str, size: tuple[int, int], out: Path, s: Settings) -> dict:
+    """Random-init `backbone` at `size` (run dir and graphs cached under `out`), timed."""
+    backends = _prepare(backbone, size, out, s.device, s.compile, s.fp16)
     rng = np.random.default_rng(0)
     one = rng.integers(0, 256, (1, 3, *size), dtype=np.uint8)
-    many = rng.integers(0, 256, (args.batch, 3, *size), dtype=np.uint8)
+    many = rng.integers(0, 256, (s.batch, 3, *size), dtype=np.uint8)
     broken: dict[str, str] = {}
     for name, fn in list(backends.items()):
         try:  # warm-up; torch.compile compiles here (once per input shape)
@@ -99,18 +116,18 @@ def bench_model(backbone: str, size: tuple[int, int], args: argparse.Namespace) 
             del backends[name]
     lat: dict[str, list[float]] = {n: [] for n in backends}
     thr: dict[str, list[float]] = {n: [] for n in backends}
-    for _ in range(args.rounds):
+    for _ in range(s.rounds):
         for name, fn in backends.items():
-            lat[name].append(1000 * _timed(lambda fn=fn: fn(one), args.latency_calls))
-            thr[name].append(args.batch / _timed(lambda fn=fn: fn(many), args.batch_calls))
+            lat[name].append(1000 * _timed(lambda fn=fn: fn(one), s.latency_calls))
+            thr[name].append(s.batch / _timed(lambda fn=fn: fn(many), s.batch_calls))
     rows = {n: {"latency_ms": statistics.median(lat[n]),
                 "images_per_s": statistics.median(thr[n])} for n in backends}
     base = rows["eager"]
     for r in rows.values():
         r["latency_vs_eager"] = r["latency_ms"] / base["latency_ms"]
         r["throughput_vs_eager"] = r["images_per_s"] / base["images_per_s"]
-    return {"backbone": backbone, "size": list(size), "batch": args.batch, "results": rows,
-            "failed": broken}
+    return {"backbone": backbone, "size": list(size), "batch": s.batch, "fp16": s.fp16,
+            "results": rows, "failed": broken}
 
 
 def _print(result: dict) -> None:
@@ -139,8 +156,11 @@ def main() -> None:
                         help="half precision: an --fp16 graph, a half torch model (for GPUs)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out" / "deploy")
     args = parser.parse_args()
+    settings = Settings(batch=args.batch, rounds=args.rounds, latency_calls=args.latency_calls,
+                        batch_calls=args.batch_calls, device=args.device,
+                        compile=not args.no_compile, fp16=args.fp16)
     if args.quick:
-        args.batch, args.rounds, args.latency_calls, args.batch_calls = 8, 1, 2, 1
+        settings = dataclasses.replace(settings, **QUICK_SETTINGS)
     args.out = args.out.resolve()
     args.out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(args.threads)
@@ -152,7 +172,7 @@ def main() -> None:
     print(machine, flush=True)
     results = []
     for backbone, size in QUICK if args.quick else MODELS:
-        result = bench_model(backbone, size, args)
+        result = bench_model(backbone, size, args.out, settings)
         _print(result)
         results.append(result)
     report = {"machine": machine, "load_after": os.getloadavg()[0], "results": results}
