@@ -38,6 +38,7 @@ import torch
 from machine import cpu_name
 
 from reidcli.data import load_dataset
+from reidcli.data.transforms import build_test_transform
 from reidcli.inference.extract import ExtractOptions, _loader, extract_bank
 from reidcli.models import ModelConfig, build_model, load_model, save_model
 
@@ -55,7 +56,8 @@ def _machine() -> str:
 def preload_batches(records: list, cfg, run_dir: Path, batch_size: int) -> list[tuple]:
     """The exact batches extract would see (same transform, same batching), in memory."""
     opts = ExtractOptions(checkpoint=run_dir, output=run_dir, batch_size=batch_size, workers=0)
-    return [(imgs, cams, views) for imgs, _, cams, views, _ in _loader(records, cfg, opts,
+    transform = build_test_transform(cfg.img_size, cfg.mean, cfg.std)
+    return [(imgs, cams, views) for imgs, _, cams, views, _ in _loader(records, transform, opts,
                                                                         pin=False)]
 
 
@@ -108,6 +110,7 @@ def main() -> None:
     device = torch.device(args.device)
     model, cfg = load_model(run_dir, num_classes=0, device=device)
     model.eval()
+    transform = build_test_transform(cfg.img_size, cfg.mean, cfg.std)
     opts = ExtractOptions(checkpoint=run_dir, output=out / "bank.h5", data=spec,
                           batch_size=args.batch_size, workers=args.workers, device=args.device,
                           amp="off", overwrite=True, progress=False)
@@ -119,7 +122,7 @@ def main() -> None:
 
     def loader_rate() -> float:
         start = time.perf_counter()
-        for _ in _loader(records, cfg, opts, pin=False):
+        for _ in _loader(records, transform, opts, pin=False):
             pass
         return n / (time.perf_counter() - start)
 
@@ -137,7 +140,7 @@ def main() -> None:
     bare_rate()
     cpu_fwd = (time.process_time() - c0) / n
     c0 = time.process_time()
-    for _ in _loader(records, cfg, ExtractOptions(checkpoint=run_dir, output=out,
+    for _ in _loader(records, transform, ExtractOptions(checkpoint=run_dir, output=out,
                                                   batch_size=args.batch_size, workers=0),
                      pin=False):
         pass

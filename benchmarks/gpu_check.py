@@ -11,6 +11,9 @@ Needs nothing but the repository: it renders its own synthetic data. Sections (`
   loader-bound share, peak memory;
 * `cfs`: `score_images` images/s (two proxies), the forwards alone, projected time for
   LUPerson's 4.2M images;
+* `deploy`: the fine-tuning section's architecture exported by `reid export` (fp16 on a GPU),
+  onnxruntime's CUDA provider against torch eager: latency at batch 1, throughput at batch 64
+  (needs `onnxruntime-gpu`; a CPU-only onnxruntime fails this section and says so);
 * `retrieval`: evaluation and exact re-ranking at Market-1501 and MSMT17 size on synthetic
   feature banks, on the device and on the CPU: metrics equal, times.
 
@@ -55,7 +58,7 @@ from machine import cpu_name  # noqa: E402
 
 # Retrieval last: its CPU re-ranking at MSMT17 size is the longest CPU-bound step, so a
 # slot that runs out cuts only that.
-SECTIONS = ("finetune", "extract", "pretrain", "cfs", "retrieval")
+SECTIONS = ("finetune", "extract", "pretrain", "cfs", "deploy", "retrieval")
 
 # Dense fp16/bf16 tensor-core peak (TFLOP/s) by device name, most specific first; the MFU
 # denominator. `--peak-tflops` overrides it (and gives MFU on cards not listed here).
@@ -371,9 +374,33 @@ def check_cfs(c: Check) -> None:
                    _ok(rate > 0)))
 
 
+def check_deploy(c: Check) -> None:
+    import onnxruntime
+    from bench_deploy import QUICK_SETTINGS, Settings, bench_model
+
+    if c.cuda and "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        raise RuntimeError("onnxruntime here has no CUDA provider: pip install onnxruntime-gpu")
+    p = c.profile
+    # Random weights: speed does not depend on them. No torch.compile: its minutes of
+    # compilation do not fit a short GPU slot (bench_deploy.py measures it).
+    settings = Settings(device=p.device, compile=False, fp16=c.cuda, batch_calls=5)
+    if not c.cuda:
+        settings = dataclasses.replace(settings, **QUICK_SETTINGS)
+    result = bench_model(p.ft_backbone, p.ft_size, c.work / "deploy", settings)
+    c.results["deploy"] = result
+    precision = "fp16" if settings.fp16 else "fp32"
+    for name, row in result["results"].items():
+        c.rows.append((
+            "deploy", f"{p.ft_backbone} {_hw(p.ft_size)} {name}, {precision}",
+            f"{row['images_per_s']:.0f}",
+            f"batch {settings.batch}: {row['throughput_vs_eager']:.2f}x eager; batch 1: "
+            f"{row['latency_ms']:.2f} ms ({row['latency_vs_eager']:.2f}x eager)",
+            _ok(name != "onnxruntime" or row["throughput_vs_eager"] >= 0.9)))
+
+
 CHECKS: dict[str, Callable[[Check], None]] = {
     "finetune": check_finetune, "extract": check_extract, "retrieval": check_retrieval,
-    "pretrain": check_pretrain, "cfs": check_cfs,
+    "pretrain": check_pretrain, "cfs": check_cfs, "deploy": check_deploy,
 }
 
 

@@ -17,13 +17,16 @@ LAYERS: list[set[str]] = [
     {"runtime"},
     {"data", "models", "retrieval"},
     {"inference", "visualize"},
-    {"training", "ssl"},
+    {"training", "ssl", "deploy"},
     {"selection", "runs"},
     {"demo"},
     {"cli"},
     {"__main__"},
 ]
 SIDEWAYS: set[tuple[str, str]] = set()
+# `from reidcli import Embedder`: the package's front door re-exports the public API lazily
+# (inside `__getattr__`), so importing reidcli does not load it.
+FRONT_DOOR: set[tuple[str, str]] = {("__init__", "deploy")}
 
 
 def _layer(package: str) -> int:
@@ -58,7 +61,7 @@ def _imports() -> set[tuple[str, str, str]]:
 def test_no_package_imports_a_layer_above_it() -> None:
     wrong = [f"{where} imports reidcli.{dst}"
              for src, dst, where in sorted(_imports())
-             if _layer(dst) > _layer(src)
+             if (src, dst) not in FRONT_DOOR and _layer(dst) > _layer(src)
              or (_layer(dst) == _layer(src) and (src, dst) not in SIDEWAYS)]
     assert not wrong, "\n".join(wrong)
 

@@ -43,11 +43,14 @@ def test_smoke_runs_every_section(tmp_path: Path) -> None:
     for run in result["pretrain"].values():
         assert run["iterations"] == 2 and run["images_per_s"] > 0
     assert result["cfs"]["projected_hours_4_2M"] > 0
+    deploy = result["deploy"]["results"]
+    assert set(deploy) == {"eager", "onnxruntime"} and deploy["onnxruntime"]["images_per_s"] > 0
 
     table = (out / "gpu_check.md").read_text().splitlines()
     assert table[1].startswith("Command: `python benchmarks/gpu_check.py --out ")
     rows = [line for line in table if line.startswith("| ") and "---" not in line][1:]
-    assert len(rows) == 2 + 1 + 3 + 1 + 2  # finetune x2, extract, pretrain x3, cfs, retrieval
+    # finetune x2, extract, pretrain x3, cfs, deploy x2, retrieval x2
+    assert len(rows) == 2 + 1 + 3 + 1 + 2 + 2
     assert (work / "market").is_dir()  # --work is kept; the default scratch folder is not
 
 

@@ -12,7 +12,7 @@ app = typer.Typer(
     cls=ReidGroup,
     name="reid",
     help="Person re-identification toolkit: each subcommand is one stage of the pipeline.\n\n"
-    "cfs-filter -> pretrain -> finetune -> extract -> evaluate / rerank",
+    "cfs-filter -> pretrain -> finetune -> extract -> evaluate / rerank -> export / search",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -46,10 +46,12 @@ def _register() -> None:
         datasets,
         demo,
         evaluate,
+        export,
         extract,
         finetune,
         pretrain,
         rerank,
+        search,
         synth,
         visualize,
     )
@@ -72,6 +74,10 @@ def _register() -> None:
     app.command("compare", help="Training runs side by side (differing settings, scores).")(
         compare.compare
     )
+    app.command("export", help="A trained model -> verified ONNX graph for deployment.")(
+        export.export
+    )
+    app.command("search", help="Rank an unlabelled gallery for query images.")(search.search)
     app.command("demo", help="Run the whole pipeline on synthetic data.")(demo.demo)
     app.add_typer(synth.app, name="synth")
     app.add_typer(datasets.app, name="datasets")

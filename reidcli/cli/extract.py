@@ -11,9 +11,11 @@ from reidcli.utils.logging import console
 
 
 def extract(
-    checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="Run directory of "
-                                    "`reid finetune` or `reid pretrain` (model.json + "
-                                    "model.safetensors)."),
+    checkpoint: Path | None = typer.Option(None, "--checkpoint", "-c", help="Run directory of "
+                                           "`reid finetune` or `reid pretrain` (model.json + "
+                                           "model.safetensors)."),
+    onnx: Path | None = typer.Option(None, "--onnx", help="Instead of -c: a graph written by "
+                                     "`reid export`, run by onnxruntime."),
     output: Path = typer.Option(..., "--output", "-o", help="Feature bank to write (.h5)."),
     data: str | None = typer.Option(None, "--data", help="Dataset NAME or NAME:PATH."),
     data_root: str | None = typer.Option(None, "--data-root",
@@ -43,6 +45,8 @@ def extract(
 ) -> None:
     """Run a trained model over dataset splits or an image folder and write a feature bank.
 
+    With --onnx instead of -c, the graph written by `reid export` runs in onnxruntime.
+
     Re-running with the same model and inputs skips a finished bank and resumes an
     interrupted one. Under `torchrun` each rank extracts a shard; rank 0 merges them.
     """
@@ -51,7 +55,7 @@ def extract(
         splits=[s.strip() for s in splits.split(",") if s.strip()],
         data_options=tuple(data_option or ()), images=images,
         images_split=images_split, cam_regex=cam_regex, batch_size=batch_size, workers=workers,
-        flip=flip, amp=amp, device=device, dtype=dtype, overwrite=overwrite,
+        flip=flip, amp=amp, device=device, dtype=dtype, overwrite=overwrite, onnx=onnx,
     )
     result = extract_bank(opts)
     counts = ", ".join(f"{k} {v}" for k, v in result.rows.items())

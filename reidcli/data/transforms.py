@@ -73,3 +73,15 @@ def build_test_transform(
             *_to_normalized_tensor(mean, std),
         ]
     )
+
+
+def build_resize_transform(size: tuple[int, int] = (256, 128)) -> v2.Compose:
+    """PIL image -> (3, H, W) uint8 tensor: the test transform up to (not including) scaling
+    and normalisation, which exported ONNX graphs do themselves."""
+    return v2.Compose(
+        [
+            v2.Resize(size, interpolation=v2.InterpolationMode.BICUBIC),
+            v2.ToImage(),
+            v2.ToPureTensor(),
+        ]
+    )

@@ -22,11 +22,12 @@ from reidcli.data import load_dataset
 from reidcli.data.loading import parse_options
 from reidcli.data.records import ImageRecord
 from reidcli.errors import BankError, ReidError
+from reidcli.inference.backend import load_backend
 from reidcli.inference.features import FeatureExtractor
 from reidcli.retrieval.bank import BankWriter, read_bank
 from reidcli.runtime import distributed as ddp
-from reidcli.runtime.device import amp_dtype, device_type, resolve_device
-from reidcli.runtime.files import file_sha256, shard
+from reidcli.runtime.device import device_type, resolve_device
+from reidcli.runtime.files import shard
 from reidcli.utils.partial_h5 import remove_partial
 from reidcli.utils.progress import stream_progress
 
@@ -38,7 +39,8 @@ UNKNOWN_CAMERA = -1
 
 @dataclass
 class ExtractOptions:
-    checkpoint: Path
+    checkpoint: Path | None
+    """Run directory; None with `onnx`."""
     output: Path
     data: str | None = None
     data_root: str | None = None
@@ -56,6 +58,10 @@ class ExtractOptions:
     overwrite: bool = False
     checkpoint_every: int = 50
     progress: bool = True
+    onnx: Path | None = None
+    """A graph written by `reid export`, run by onnxruntime instead of the run directory."""
+    replace_stale: bool = False
+    """Replace a bank made from another model or other images (a cache, as `reid search`'s)."""
 
 
 @dataclass
@@ -70,7 +76,6 @@ class ExtractResult:
         return sum(self.rows.values()) / self.seconds if self.seconds > 0 else 0.0
 
 
-
 def image_folder_records(folder: Path, cam_regex: str | None = None) -> list[ImageRecord]:
     """Every image below `folder` (sorted), unlabelled; cameras from `cam_regex` if given.
 
@@ -79,19 +84,20 @@ def image_folder_records(folder: Path, cam_regex: str | None = None) -> list[Ima
     camera is unknown (-1).
     """
     dataset = load_dataset(f"luperson:{folder}")
-    pattern = re.compile(cam_regex) if cam_regex else None
-    if pattern is not None and "cam" not in pattern.groupindex:
+    return [image_record(r.path, cam_regex) for r in dataset.train]
+
+
+def image_record(path: str, cam_regex: str | None = None) -> ImageRecord:
+    """An unlabelled record of one image, its camera parsed by `cam_regex` (see above)."""
+    if cam_regex is None:
+        return ImageRecord(path, -1, UNKNOWN_CAMERA, 0)
+    pattern = re.compile(cam_regex)
+    if "cam" not in pattern.groupindex:
         raise ReidError(f"--cam-regex {cam_regex!r} needs a named group (?P<cam>...)")
-    records = []
-    for r in dataset.train:
-        camid = UNKNOWN_CAMERA
-        if pattern is not None:
-            m = pattern.search(Path(r.path).name)
-            if m is None:
-                raise ReidError(f"--cam-regex {cam_regex!r} does not match {r.path}")
-            camid = int(m.group("cam")) - 1
-        records.append(ImageRecord(r.path, -1, camid, 0))
-    return records
+    m = pattern.search(Path(path).name)
+    if m is None:
+        raise ReidError(f"--cam-regex {cam_regex!r} does not match {path}")
+    return ImageRecord(path, -1, int(m.group("cam")) - 1, 0)
 
 
 def gather_records(opts: ExtractOptions) -> tuple[str, dict[str, list[ImageRecord]]]:
@@ -117,11 +123,10 @@ def _matches(path: Path, provenance: dict[str, object], rows: dict[str, int]) ->
         return False
 
 
-def _loader(records: Sequence[ImageRecord], cfg, opts: ExtractOptions, pin: bool) -> DataLoader:
+def _loader(records: Sequence[ImageRecord], transform, opts: ExtractOptions,
+            pin: bool) -> DataLoader:
     from reidcli.data.torch_dataset import ReidImageDataset
-    from reidcli.data.transforms import build_test_transform
 
-    transform = build_test_transform(cfg.img_size, cfg.mean, cfg.std)
     return DataLoader(
         ReidImageDataset(records, transform),
         batch_size=opts.batch_size,
@@ -134,7 +139,7 @@ def _loader(records: Sequence[ImageRecord], cfg, opts: ExtractOptions, pin: bool
 
 def _write_split(
     writer: BankWriter, name: str, records: Sequence[ImageRecord], extractor: FeatureExtractor,
-    cfg, opts: ExtractOptions, progress,
+    transform, opts: ExtractOptions, progress,
 ) -> int:
     done = writer.rows_done.get(name, 0)
     todo = records[done:]
@@ -143,7 +148,7 @@ def _write_split(
     if not todo:
         return done
     task = progress.add_task(f"extract {name}", total=len(records), completed=done)
-    loader = _loader(todo, cfg, opts, pin=extractor.device.type == "cuda")
+    loader = _loader(todo, transform, opts, pin=extractor.device.type == "cuda")
     for step, (imgs, pids, camids, viewids, index) in enumerate(loader, start=1):
         feats = extractor(imgs, camids, viewids)
         batch = [todo[i] for i in index.tolist()]
@@ -177,10 +182,7 @@ def _merge_shards(shards: Sequence[Path], output: Path, attrs: dict[str, object]
 
 
 def extract_bank(opts: ExtractOptions) -> ExtractResult:
-    """Run `opts.checkpoint` (a run directory) over the requested images into a bank."""
-    from reidcli.models.checkpoint import load_model
-    from reidcli.models.layouts import WEIGHTS_NAME
-
+    """Run `opts.checkpoint` (a run directory) or `opts.onnx` over the images into a bank."""
     if opts.batch_size < 1 or opts.checkpoint_every < 1:
         raise ReidError("--batch-size and the checkpoint interval must be positive")
     output = Path(opts.output)
@@ -188,25 +190,18 @@ def extract_bank(opts: ExtractOptions) -> ExtractResult:
     try:
         device = resolve_device(opts.device, ctx.local_rank)
         dataset_desc, splits = gather_records(opts)
-        model, cfg = load_model(opts.checkpoint, num_classes=0, device=device)
-        provenance: dict[str, object] = {
-            "model": cfg.backbone,
-            "checkpoint": str(Path(opts.checkpoint).resolve()),
-            "checkpoint_sha256": file_sha256(Path(opts.checkpoint) / WEIGHTS_NAME),
-            "dataset": dataset_desc,
-            "normalized": False,
-            "flip": bool(opts.flip),
-        }
+        backend = load_backend(opts.checkpoint, opts.onnx, device, opts.device, opts.amp,
+                               opts.flip)
+        provenance: dict[str, object] = {**backend.provenance, "dataset": dataset_desc}
         rows = {name: len(recs) for name, recs in splits.items()}
         if output.exists():
             if not opts.overwrite and _matches(output, provenance, rows):
                 log.info("%s is complete for this model and these images; nothing to do", output)
                 remove_partial(output)  # a kill between the final rename and the clean-up
                 return ExtractResult(output, rows, skipped=True)
-            if not opts.overwrite:
+            if not (opts.overwrite or opts.replace_stale):
                 raise ReidError(f"{output} exists and was made from another model or other "
                                 f"images; pass --overwrite to replace it")
-        extractor = FeatureExtractor(model, device, amp_dtype(opts.amp, device), opts.flip)
         target = output if not ctx.enabled else output.with_name(
             f"{output.stem}.rank{ctx.rank}{output.suffix}")
         start = time.perf_counter()
@@ -215,7 +210,8 @@ def extract_bank(opts: ExtractOptions) -> ExtractResult:
                                   keep_partial=True) as writer:
             for name, records in splits.items():
                 lo, hi = shard(len(records), ctx.rank, ctx.world_size)
-                _write_split(writer, name, records[lo:hi], extractor, cfg, opts, progress)
+                _write_split(writer, name, records[lo:hi], backend.extractor,
+                             backend.transform, opts, progress)
         seconds = time.perf_counter() - start
         if ctx.enabled:
             ddp.barrier(ctx)

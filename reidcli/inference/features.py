@@ -36,14 +36,29 @@ class FeatureExtractor:
         x = images.to(self.device, non_blocking=True)
         cam = None if camids is None else camids.to(self.device, non_blocking=True)
         view = None if viewids is None else viewids.to(self.device, non_blocking=True)
-        if self.flip:
-            x = torch.cat([x, x.flip(-1)])
-            cam = None if cam is None else torch.cat([cam, cam])
-            view = None if view is None else torch.cat([view, view])
         with autocast(self.device, self.amp):
-            out = self.model(x, cam, view)
-        out = out.float()
-        if self.flip:
-            b = images.shape[0]
-            out = (out[:b] + out[b:]) / 2
+            out = test_features(self.model, x, cam, view, self.flip)
         return out.cpu()
+
+
+def test_features(
+    model: nn.Module,
+    x: torch.Tensor,
+    camids: torch.Tensor | None = None,
+    viewids: torch.Tensor | None = None,
+    flip: bool = False,
+) -> torch.Tensor:
+    """The eval-mode model's (B, D) float32 feature, optionally flip-averaged.
+
+    Pure tensor code (no device moves, no host syncs), so the exported ONNX graph
+    (`reidcli.deploy`) computes exactly what `reid extract` computes.
+    """
+    if flip:
+        x = torch.cat([x, x.flip(-1)])
+        camids = None if camids is None else torch.cat([camids, camids])
+        viewids = None if viewids is None else torch.cat([viewids, viewids])
+    out = model(x, camids, viewids).float()
+    if flip:
+        b = out.shape[0] // 2
+        out = (out[:b] + out[b:]) / 2
+    return out

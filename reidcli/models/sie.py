@@ -11,7 +11,12 @@ from reidcli.errors import ReidError
 
 def _compiling() -> bool:
     is_compiling = getattr(torch.compiler, "is_compiling", None)
-    return bool(is_compiling and is_compiling())
+    return bool(is_compiling and is_compiling()) or _tracing()
+
+
+def _tracing() -> bool:
+    """Inside an ONNX export / jit trace, where a branch on data would be frozen."""
+    return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
 
 
 class SideInfoEmbedding(nn.Module):
@@ -60,7 +65,10 @@ class SideInfoEmbedding(nn.Module):
         """
         cam = self._ids(camids, "camera", self.num_cams) if self.use_camera else None
         view = self._ids(viewids, "view", self.num_views) if self.use_view else None
-        unknown = any(ids is not None and bool((ids < 0).any()) for ids in (cam, view))
+        # A traced graph must serve known and unknown ids alike: it always takes the general
+        # path, which gives the very same rows for known ids.
+        unknown = _tracing() or any(ids is not None and bool((ids < 0).any())
+                                    for ids in (cam, view))
         if not unknown:
             return self.coef * self.embed[self.index(camids, viewids)]
         c, v = self.num_cams, self.num_views

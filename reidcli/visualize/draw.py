@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import PurePath
 
 from PIL import Image, ImageDraw, ImageFont
 
-from reidcli.visualize.ranking import MatchKind, RankedQuery
+from reidcli.visualize.ranking import LABELLED_KINDS, MatchKind, RankedQuery
 
 RGB = tuple[int, int, int]
 
@@ -22,12 +23,14 @@ KIND_COLOURS: dict[MatchKind, RGB] = {
     MatchKind.WRONG: (215, 30, 30),
     MatchKind.SAME_CAMERA: (240, 150, 0),
     MatchKind.JUNK: (140, 140, 140),
+    MatchKind.UNLABELLED: (90, 90, 110),
 }
 KIND_LABELS: dict[MatchKind, str] = {
     MatchKind.CORRECT: "correct",
     MatchKind.WRONG: "incorrect",
     MatchKind.SAME_CAMERA: "same camera (ignored)",
     MatchKind.JUNK: "junk (ignored)",
+    MatchKind.UNLABELLED: "match (unlabelled)",
 }
 BACKGROUND: RGB = (255, 255, 255)
 TEXT: RGB = (20, 20, 20)
@@ -96,22 +99,23 @@ def _fit(text: str, width: int, draw: ImageDraw.ImageDraw, font) -> str:
     return text + "..."
 
 
-def _legend_items() -> list[tuple[RGB, str]]:
-    return [(QUERY_COLOUR, "query"), *((KIND_COLOURS[k], KIND_LABELS[k]) for k in MatchKind)]
+def _legend_items(kinds: Sequence[MatchKind]) -> list[tuple[RGB, str]]:
+    return [(QUERY_COLOUR, "query"), *((KIND_COLOURS[k], KIND_LABELS[k]) for k in kinds)]
 
 
-def legend_width(style: TileStyle) -> int:
+def legend_width(style: TileStyle, kinds: Sequence[MatchKind] = LABELLED_KINDS) -> int:
     draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     font = _font()
     swatch = style.header - 10
     return 2 * style.margin + sum(swatch + 4 + int(draw.textlength(label, font=font)) + 14
-                                  for _, label in _legend_items())
+                                  for _, label in _legend_items(kinds))
 
 
-def _draw_legend(draw: ImageDraw.ImageDraw, style: TileStyle, font) -> None:
+def _draw_legend(draw: ImageDraw.ImageDraw, style: TileStyle, font,
+                 kinds: Sequence[MatchKind]) -> None:
     x, y = style.margin, style.margin
     swatch = style.header - 10
-    for colour, label in _legend_items():
+    for colour, label in _legend_items(kinds):
         draw.rectangle([x, y + 2, x + swatch, y + 2 + swatch], fill=colour)
         x += swatch + 4
         draw.text((x, y + 2), label, fill=TEXT, font=font)
@@ -143,8 +147,11 @@ def format_distance(distance: float) -> str:
     return f"{distance:.3f}" if distance == 0 or abs(distance) >= 0.01 else f"{distance:.1e}"
 
 
-def _match_lines(distance: float, kind: MatchKind, pid: int, camid: int) -> list[str]:
+def _match_lines(distance: float, kind: MatchKind, pid: int, camid: int,
+                 path: str) -> list[str]:
     text = format_distance(distance)
+    if kind is MatchKind.UNLABELLED:
+        return [text, PurePath(path).name]
     if kind is MatchKind.JUNK:
         return [text, "junk"]
     if kind is MatchKind.SAME_CAMERA:
@@ -159,17 +166,21 @@ def draw_ranklists(
 ) -> Image.Image:
     """The picture of `ranked`; `load(path)` returns an RGB image or None when missing."""
     columns = max((len(r.matches) for r in ranked), default=0)
-    layout = Layout(style, len(ranked), columns, legend_width(style))
+    unlabelled = all(m.kind is MatchKind.UNLABELLED for r in ranked for m in r.matches)
+    kinds = (MatchKind.UNLABELLED,) if unlabelled and columns else LABELLED_KINDS
+    layout = Layout(style, len(ranked), columns, legend_width(style, kinds))
     canvas = Image.new("RGB", layout.size, BACKGROUND)
     draw = ImageDraw.Draw(canvas)
     font = _font()
-    _draw_legend(draw, style, font)
+    _draw_legend(draw, style, font, kinds)
     for row, query in enumerate(ranked):
+        who = PurePath(query.path).name if unlabelled else f"id {query.pid} c{query.camid}"
         _paste_tile(canvas, draw, layout.frame_box(row, 0), load(query.path), QUERY_COLOUR,
-                    [f"query #{query.index}", f"id {query.pid} c{query.camid}"], style, font)
+                    [f"query #{query.index}", who], style, font)
         for col, match in enumerate(query.matches, start=1):
             _paste_tile(canvas, draw, layout.frame_box(row, col), load(match.path),
                         KIND_COLOURS[match.kind],
-                        _match_lines(match.distance, match.kind, match.pid, match.camid),
+                        _match_lines(match.distance, match.kind, match.pid, match.camid,
+                                     match.path),
                         style, font)
     return canvas

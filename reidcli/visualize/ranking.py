@@ -32,6 +32,11 @@ class MatchKind(StrEnum):
     WRONG = "wrong"
     JUNK = "junk"
     SAME_CAMERA = "same-camera"
+    UNLABELLED = "unlabelled"
+    """`reid search`: neither the query nor the gallery has identities."""
+
+
+LABELLED_KINDS = (MatchKind.CORRECT, MatchKind.WRONG, MatchKind.JUNK, MatchKind.SAME_CAMERA)
 
 
 @dataclass(frozen=True)
