@@ -204,5 +204,6 @@ def test_cli_resume_reads_saved_config(cli, tmp_path: Path) -> None:
 def test_every_field_is_reachable_from_toml() -> None:
     # Every configuration field belongs to a table of config.toml except the run location.
     sections = {f.metadata["section"] for f in dataclasses.fields(FinetuneConfig)}
-    assert sections == {"data", "input", "model", "loss", "optim", "train", "run"}
+    assert sections == {"data", "input", "model", "loss", "optim", "train", "unsupervised",
+                        "run"}
     assert config_mod.runtime_fields() >= {"workers", "device", "eval_every", "output", "resume"}
