@@ -22,9 +22,10 @@ from reidcli.training.config import (
 )
 from reidcli.utils.toml_writer import dumps
 
-# Fine-tuning recipes; `pretrain_*.toml` are `reid pretrain` recipes with their own tests.
+# Supervised fine-tuning recipes; `pretrain_*.toml` (`reid pretrain`) and
+# `cluster_contrast_*.toml` (`reid finetune --unsupervised`) have their own tests.
 RECIPES = sorted(p for p in (Path(__file__).parent.parent / "recipes").glob("*.toml")
-                 if not p.name.startswith("pretrain_"))
+                 if not p.name.startswith(("pretrain_", "cluster_contrast_")))
 
 
 def _write(tmp_path: Path, text: str) -> Path:

@@ -125,6 +125,16 @@ def test_unlabelled_image_folder_with_evaluation_elsewhere(market: Path, tmp_pat
     assert not any("purity_ari" in r for r in records)  # no labels to compare with
 
 
+def test_uda_starts_from_a_supervised_run(market: Path, tmp_path: Path) -> None:
+    source = tmp_path / "source"
+    finetune(tiny_config(market, source, epochs=1))
+    out = tmp_path / "adapted"
+    finetune(usl_config(market, out, pretrained=str(source), epochs=1))
+    log = (out / "train.log").read_text()
+    assert f"pretrained weights from {source}" in log and "1 dropped" in log  # the classifier
+    assert _metrics(out)[0]["clusters"] >= 4
+
+
 def test_too_small_train_split_is_a_clear_error(market: Path, tmp_path: Path) -> None:
     with pytest.raises(ReidError, match=r"48 images, too few .*--min-samples 20"):
         finetune(usl_config(market, tmp_path / "run", min_samples=20))
@@ -174,3 +184,37 @@ def test_cli_end_to_end(market: Path, tmp_path: Path) -> None:
     bad_args[bad_args.index("--min-samples") + 1] = "30"
     bad = CliRunner().invoke(app, ["-q", *bad_args])
     assert bad.exit_code == 1 and "--min-samples 30" in bad.output
+
+
+RECIPES = sorted((Path(__file__).parents[1] / "recipes").glob("cluster_contrast_*.toml"))
+
+
+def test_the_eight_published_settings_have_recipes() -> None:
+    assert {p.stem for p in RECIPES} == {
+        f"cluster_contrast_{s}_{m}_{d}" for s in ("usl", "uda") for m in ("vits", "vits_ics")
+        for d in ("market", "msmt17")}
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.stem)
+def test_cluster_contrast_recipes(recipe: Path) -> None:
+    from reidcli.training.config import resolve_config
+    from reidcli.training.schedule import build_scheduler
+
+    cfg = resolve_config(recipe, {"output": "run"}).validate()
+    assert cfg.unsupervised and (cfg.ids_per_batch, cfg.images_per_id, cfg.iters) == (32, 8, 200)
+    assert cfg.eps == (0.7 if recipe.stem.endswith("msmt17") else 0.6)
+    assert (cfg.min_samples, cfg.k1, cfg.k2, cfg.temperature, cfg.memory_momentum) == (
+        4, 30, 6, 0.05, 0.2)
+    assert cfg.stem == ("ics" if "_ics_" in recipe.stem else "patch")
+    assert cfg.neck_feat == "after" and cfg.drop_path == 0.3 and cfg.epochs == 50
+    # StepLR(20, 0.1) of the reference: 1-based epochs 1-20 at lr, 21-40 at lr/10, 41- at lr/100.
+    param = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([param], lr=cfg.lr)
+    sched = build_scheduler(opt, cfg.lr, cfg.epochs, cfg.warmup_epochs, kind=cfg.lr_schedule,
+                            steps=cfg.lr_steps, gamma=cfg.lr_gamma)
+    lrs = []
+    for epoch in (1, 20, 21, 40, 41, 50):
+        sched.step(epoch)
+        lrs.append(opt.param_groups[0]["lr"])
+    assert lrs == pytest.approx([3.5e-4, 3.5e-4, 3.5e-5, 3.5e-5, 3.5e-6, 3.5e-6])
+    assert "Published (" in recipe.read_text()
