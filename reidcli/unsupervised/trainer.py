@@ -125,8 +125,9 @@ class ClusterContrastTrainer(_Trainer):
         found = du.broadcast_object(found, ctx)
         labels, stats = found["labels"], found["stats"]
         if stats["clusters"] < cfg.ids_per_batch:
-            kept = (f"the checkpoint of epoch {epoch - 1} in {self.run.root} is intact "
-                    "(--resume continues from it)" if epoch > 1 else "nothing was saved")
+            kept = (f"epoch {epoch - 1} is saved in {self.run.root} (a new run with "
+                    f"--pretrained {self.run.root} starts from it)" if epoch > 1
+                    else "nothing was saved")
             raise ReidError(
                 f"epoch {epoch}: DBSCAN found {stats['clusters']} clusters in "
                 f"{len(labels)} images ({stats['outlier_share']:.0%} outliers), fewer than "
