@@ -23,6 +23,7 @@ import sys
 import time
 
 import numpy as np
+from machine import cpu_name
 
 IMAGES_PER_ID = 31  # MSMT17 train: 32,621 images / 1,041 identities
 
@@ -83,9 +84,8 @@ def run(sizes: list[int], dim: int, noise: float) -> None:
     print(f"- Features: synthetic, {dim}-d, noise {noise}, {IMAGES_PER_ID} images per identity; "
           "k1 30, k2 6, "
           "eps 0.7, min_samples 4. Wall time includes imports and drawing the features.")
-    print(f"- Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"Python {platform.python_version()}; load average at the end "
-          f"{load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f}.")
+    print(f"- {cpu_name()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
+          f"load average at the end {load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f}.")
 
 
 def main() -> None:

@@ -9,18 +9,16 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 from pathlib import Path
 
 import pytest
 import torch
 import torch.multiprocessing as mp
 from _training_data import write_market
+from test_training_ddp import WORLD, _free_port
 from test_unsupervised_training import usl_config
 
 from reidcli.training import Hooks, finetune
-
-WORLD = 2
 
 
 def _worker(rank: int, market: str, out: str, port: int, dump: str) -> None:
@@ -50,12 +48,6 @@ def _worker(rank: int, market: str, out: str, port: int, dump: str) -> None:
 
     finetune(usl_config(Path(market), Path(out), eval_every=0), Hooks(on_epoch_end=on_epoch_end))
     Path(dump, f"rank{rank}.json").write_text(json.dumps({"steps": steps, "records": records}))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.slow
