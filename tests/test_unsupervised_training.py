@@ -145,8 +145,8 @@ def test_too_few_clusters_stop_after_the_last_good_epoch(market: Path, tmp_path:
     real = trainer_mod.pseudo_labels
     calls = []
 
-    def fewer_later(features, params):
-        result = real(features, params)
+    def fewer_later(features, params, **kw):
+        result = real(features, params, **kw)
         calls.append(1)
         if len(calls) == 2:  # epoch 2: everything an outlier
             result = replace(result, labels=np.full_like(result.labels, -1), num_clusters=0)

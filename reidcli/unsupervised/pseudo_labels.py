@@ -76,16 +76,20 @@ class PseudoLabels:
         return self.num_outliers / max(1, len(self.labels))
 
 
-def _normalise(features: torch.Tensor | np.ndarray) -> torch.Tensor:
-    x = torch.as_tensor(features).float()
+def _normalise(features: torch.Tensor | np.ndarray, device: torch.device | str | None
+               ) -> torch.Tensor:
+    x = torch.as_tensor(features).to(device or "cpu").float()
     return torch.nn.functional.normalize(x, dim=1).contiguous()
 
 
 def jaccard_graph(features: torch.Tensor | np.ndarray, k1: int = 30, k2: int = 6,
-                  radius: float = 0.6, budget: int = DEFAULT_CHUNK_BYTES) -> sparse.csr_matrix:
+                  radius: float = 0.6, budget: int = DEFAULT_CHUNK_BYTES,
+                  device: torch.device | str | None = None) -> sparse.csr_matrix:
     """The Jaccard distances <= `radius` as a sparse N x N matrix (rows sorted by distance,
-    the diagonal stored as explicit zeros); every other pair is farther than `radius`."""
-    x = _normalise(features)
+    the diagonal stored as explicit zeros); every other pair is farther than `radius`.
+
+    The work runs on `device` (default: the CPU); only the kept pairs come back."""
+    x = _normalise(features, device)
     n = x.shape[0]
     lists, ones = neighbour_lists(x, max(k1, k2), budget, normalise=False)
     v = local_query_expansion(build_v(x, ones, lists, k1), lists, k2)
@@ -104,9 +108,9 @@ def jaccard_graph(features: torch.Tensor | np.ndarray, k1: int = 30, k2: int = 6
         rows.append(r[keep] + a)
         cols.append(c[keep])
         dists.append(d[keep])
-    r = torch.cat(rows).numpy()
-    c = torch.cat(cols).numpy()
-    d = torch.cat(dists).numpy().astype(np.float64)
+    r = torch.cat(rows).cpu().numpy()
+    c = torch.cat(cols).cpu().numpy()
+    d = torch.cat(dists).cpu().numpy().astype(np.float64)
     order = np.lexsort((c, d, r))  # by row, then distance (what scikit-learn expects)
     indptr = np.zeros(n + 1, dtype=np.int64)
     indptr[1:] = np.cumsum(np.bincount(r, minlength=n))
@@ -122,10 +126,12 @@ def dbscan_labels(graph: sparse.csr_matrix, eps: float, min_samples: int) -> np.
 
 
 def pseudo_labels(features: torch.Tensor | np.ndarray, params: ClusterParams = ClusterParams(),
-                  budget: int = DEFAULT_CHUNK_BYTES) -> PseudoLabels:
-    """Cluster `features` (N x D, any scale: they are L2-normalised here)."""
+                  budget: int = DEFAULT_CHUNK_BYTES, device: torch.device | str | None = None
+                  ) -> PseudoLabels:
+    """Cluster `features` (N x D, any scale: they are L2-normalised here); the Jaccard
+    distances are computed on `device`, DBSCAN runs on the CPU."""
     start = time.perf_counter()
-    graph = jaccard_graph(features, params.k1, params.k2, params.eps, budget)
+    graph = jaccard_graph(features, params.k1, params.k2, params.eps, budget, device)
     labels = dbscan_labels(graph, params.eps, params.min_samples)
     clusters = int(labels.max()) + 1 if labels.size else 0
     return PseudoLabels(labels, clusters, int(graph.nnz), time.perf_counter() - start)

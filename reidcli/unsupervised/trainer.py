@@ -103,7 +103,7 @@ class ClusterContrastTrainer(_Trainer):
         """Rank 0's clustering (labels and what is reported about them)."""
         cfg = self.cfg
         params = ClusterParams(cfg.eps, cfg.min_samples, cfg.k1, cfg.k2)
-        result = pseudo_labels(features, params)
+        result = pseudo_labels(features, params, device=self.device)
         stats: dict[str, Any] = {
             "clusters": result.num_clusters,
             "outliers": result.num_outliers,
