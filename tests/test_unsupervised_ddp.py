@@ -27,7 +27,7 @@ def _worker(rank: int, market: str, out: str, port: int, dump: str) -> None:
         WORLD_SIZE=str(WORLD), LOCAL_RANK=str(rank),
     )
     torch.set_num_threads(1)
-    from reidcli.unsupervised import trainer as trainer_mod
+    from reidcli.training import cluster_contrast as trainer_mod
 
     steps: list[dict] = []
     records: list[dict] = []

@@ -20,7 +20,7 @@ from reidcli.cli.app import app
 from reidcli.data.records import ImageRecord
 from reidcli.errors import ReidError
 from reidcli.training import FinetuneConfig, Hooks, finetune, resume_config
-from reidcli.unsupervised import trainer as trainer_mod
+from reidcli.training import cluster_contrast as trainer_mod
 
 USL = dict(unsupervised=True, eps=0.6, min_samples=2, k1=6, k2=2, iters=3, neck_feat="after",
            lr=0.0035, warmup_epochs=0, eval_every=1)

@@ -9,10 +9,7 @@ the shards in rank order, so the result is identical to a single-process run.
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import logging
-import os
 import re
 import time
 from collections.abc import Sequence
@@ -20,16 +17,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import h5py
-import numpy as np
 from torch.utils.data import DataLoader
 
 from reidcli.data import load_dataset
 from reidcli.data.loading import parse_options
 from reidcli.data.records import ImageRecord
 from reidcli.errors import BankError, ReidError
-from reidcli.inference.features import FeatureExtractor, amp_dtype
+from reidcli.inference.features import FeatureExtractor
 from reidcli.retrieval.bank import BankWriter, read_bank
-from reidcli.training import distributed as ddp
+from reidcli.runtime import distributed as ddp
+from reidcli.runtime.device import amp_dtype, device_type, resolve_device
+from reidcli.runtime.files import file_sha256, shard
 from reidcli.utils.partial_h5 import partial_path
 from reidcli.utils.progress import stream_progress
 
@@ -73,13 +71,6 @@ class ExtractResult:
         return sum(self.rows.values()) / self.seconds if self.seconds > 0 else 0.0
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
 
 def image_folder_records(folder: Path, cam_regex: str | None = None) -> list[ImageRecord]:
     """Every image below `folder` (sorted), unlabelled; cameras from `cam_regex` if given.
@@ -116,10 +107,6 @@ def gather_records(opts: ExtractOptions) -> tuple[str, dict[str, list[ImageRecor
     desc = " ".join([opts.data, *(f"-O {o}" for o in opts.data_options)])  # type: ignore[list-item]
     return desc, {s: dataset.split(s) for s in opts.splits}
 
-
-def shard(n: int, rank: int, world: int) -> tuple[int, int]:
-    """Contiguous [lo, hi) share of n items for `rank`; shares differ by at most one."""
-    return rank * n // world, (rank + 1) * n // world
 
 
 def _matches(path: Path, provenance: dict[str, object], rows: dict[str, int]) -> bool:
@@ -212,9 +199,9 @@ def extract_bank(opts: ExtractOptions) -> ExtractResult:
     if opts.batch_size < 1 or opts.checkpoint_every < 1:
         raise ReidError("--batch-size and the checkpoint interval must be positive")
     output = Path(opts.output)
-    ctx = ddp.init_distributed(ddp.device_type(opts.device))
+    ctx = ddp.init_distributed(device_type(opts.device))
     try:
-        device = ddp.resolve_device(opts.device, ctx)
+        device = resolve_device(opts.device, ctx.local_rank)
         dataset_desc, splits = gather_records(opts)
         model, cfg = load_model(opts.checkpoint, num_classes=0, device=device)
         provenance: dict[str, object] = {
@@ -255,19 +242,3 @@ def extract_bank(opts: ExtractOptions) -> ExtractResult:
         return ExtractResult(output, rows, seconds=seconds)
     finally:
         ddp.shutdown(ctx)
-
-
-def remove_partial(output: os.PathLike[str] | str) -> None:
-    """Forget an interrupted extraction so the next run starts from zero."""
-    with contextlib.suppress(FileNotFoundError):
-        partial_path(output).unlink()
-
-
-def features_of(records: Sequence[ImageRecord], extractor: FeatureExtractor, cfg,
-                batch_size: int = 128, workers: int = 0) -> np.ndarray:
-    """Features of `records` in memory (small sets: tests, the demo, evaluation)."""
-    opts = ExtractOptions(checkpoint=Path("."), output=Path("."), batch_size=batch_size,
-                          workers=workers)
-    out = [extractor(imgs, cams, views).numpy()
-           for imgs, _, cams, views, _ in _loader(records, cfg, opts, pin=False)]
-    return np.concatenate(out) if out else np.empty((0, 0), np.float32)

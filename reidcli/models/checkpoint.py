@@ -32,6 +32,7 @@ def save_model(
     model = unwrap(model)
     cfg = cfg or model.cfg
     run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
     config_json = json.dumps(cfg.to_dict(), indent=2, sort_keys=True)
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     with atomic_path(run_dir / WEIGHTS_NAME) as tmp:

@@ -14,12 +14,12 @@ from reidcli.retrieval.distances import (
     DEFAULT_CHUNK_BYTES,
     Metric,
     prepare_features,
-    resolve_device,
 )
 from reidcli.retrieval.distfile import Labels, write_distances
 from reidcli.retrieval.evaluate import feature_blocks
 from reidcli.retrieval.expansion import expand
 from reidcli.retrieval.rerank import RerankParams, rerank_blocks
+from reidcli.runtime.device import resolve_device
 
 
 def rerank_bank(

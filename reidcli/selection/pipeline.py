@@ -18,10 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from reidcli.data import load_dataset
 from reidcli.errors import ReidError
+from reidcli.runtime import distributed as ddp
+from reidcli.runtime.device import device_type
 from reidcli.selection.proxies import ProxySettings, obtain_proxies
 from reidcli.selection.score import (
     ScoreOptions,
@@ -31,7 +32,6 @@ from reidcli.selection.score import (
 )
 from reidcli.selection.scorefile import read_scores
 from reidcli.selection.select import check_listable, count_to_keep, select, write_list
-from reidcli.training import distributed as ddp
 
 log = logging.getLogger(__name__)
 
@@ -112,21 +112,13 @@ def _header(opts: CfsOptions, images: SourceImages, source_run: Path, target_run
     }
 
 
-def _device_type(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        return torch.device(device).type
-    except RuntimeError as err:
-        raise ReidError(f"unknown device {device!r}: {err}") from None
-
 
 def cfs_filter(opts: CfsOptions) -> CfsResult | None:
     """Run the stage; the result on rank 0 (None on the other ranks of a torchrun job)."""
     images = load_source(opts.source, opts.data_root)
     n_keep = count_to_keep(len(images), opts.keep, opts.keep_count)
     check_listable(images.relative)
-    ctx = ddp.init_distributed(_device_type(opts.device))
+    ctx = ddp.init_distributed(device_type(opts.device))
     try:
         source_run, target_run = obtain_proxies(
             images, opts.target, opts.source_model, opts.target_model, opts.work, opts.proxy,

@@ -16,11 +16,9 @@ trainer.pt needs only the weights, optimiser, scaler, centres and the iteration 
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import resource
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,8 +30,10 @@ from torch.utils.data import DataLoader
 
 from reidcli.data import load_dataset
 from reidcli.errors import ReidError, TrainingError
-from reidcli.inference.features import amp_dtype
 from reidcli.models import build_model, load_pretrained
+from reidcli.runtime import distributed as du
+from reidcli.runtime.device import amp_dtype, autocast, device_type, resolve_device
+from reidcli.runtime.rundir import RunDir
 from reidcli.ssl.augment import CropSpec, MultiCrop, PartCrop
 from reidcli.ssl.checkpoint import (
     TrainingState,
@@ -46,7 +46,7 @@ from reidcli.ssl.config import (
     PretrainConfig,
     config_differences,
     config_to_toml,
-    load_recipe,
+    load_run_config,
 )
 from reidcli.ssl.data import (
     EpochBatchSampler,
@@ -61,8 +61,6 @@ from reidcli.ssl.monitor import CollapseMonitor, PretrainProgress
 from reidcli.ssl.network import SSLNetwork, token_grid
 from reidcli.ssl.objective import Objective
 from reidcli.ssl.schedules import Schedules, build_schedules
-from reidcli.training import distributed as du
-from reidcli.training.rundir import RunDir
 
 log = logging.getLogger(__name__)
 
@@ -249,9 +247,7 @@ class _Pretrainer:
 
     # -- one step --------------------------------------------------------------------------
     def _autocast(self) -> Any:
-        if self.amp is None:
-            return nullcontext()
-        return torch.autocast(self.device.type, dtype=self.amp)
+        return autocast(self.device, self.amp)
 
     def step(
         self, it: int, epoch: int, views: list[torch.Tensor], masks: list[torch.Tensor]
@@ -382,30 +378,25 @@ def _log_line(record: dict[str, Any]) -> str:
     return f"epoch {record['epoch']} it {record['iteration']}: {body}"
 
 
-def resume_config(cfg: PretrainConfig) -> PretrainConfig:
+def _check_resume(cfg: PretrainConfig) -> None:
     """On --resume, check that the requested settings match the run's config.toml."""
-    run = RunDir(cfg.output)
-    if not run.config_path.is_file():
-        raise TrainingError(f"cannot resume: {run.config_path} does not exist")
-    saved = PretrainConfig(**load_recipe(run.config_path))
-    saved = dataclasses.replace(saved, output=cfg.output, resume=True).resolved()
+    saved = load_run_config(cfg.output).resolved()
     diffs = config_differences(saved, cfg)
     if diffs:
         raise TrainingError(
             "cannot resume with different settings (only runtime options such as --workers "
             "may change): " + "; ".join(diffs)
         )
-    return cfg
 
 
 def pretrain(cfg: PretrainConfig) -> PretrainResult:
     """Run (or resume) self-supervised pre-training as configured."""
     cfg = cfg.resolved()
     if cfg.resume:
-        resume_config(cfg)
-    ctx = du.init_distributed(du.device_type(cfg.device))
+        _check_resume(cfg)
+    ctx = du.init_distributed(device_type(cfg.device))
     try:
-        device = du.resolve_device(cfg.device, ctx)
+        device = resolve_device(cfg.device, ctx.local_rank)
         if cfg.batch_size % ctx.world_size:
             raise ReidError(
                 f"batch size {cfg.batch_size} is not divisible by {ctx.world_size} processes"

@@ -18,7 +18,6 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,8 +28,10 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from reidcli.errors import ReidError, TrainingError
-from reidcli.inference.features import amp_dtype
-from reidcli.training import distributed as du
+from reidcli.models import save_model
+from reidcli.runtime import distributed as du
+from reidcli.runtime.device import amp_dtype, autocast, device_type, resolve_device
+from reidcli.runtime.rundir import RunDir
 from reidcli.training.config import (
     FinetuneConfig,
     config_differences,
@@ -43,7 +44,6 @@ from reidcli.training.losses import ReidLoss, accuracy
 from reidcli.training.optim import build_optimizer
 from reidcli.training.progress import TrainProgress, print_summary
 from reidcli.training.rng import capture_rng, restore_rng, seed_everything
-from reidcli.training.rundir import RunDir
 from reidcli.training.schedule import build_scheduler
 
 log = logging.getLogger(__name__)
@@ -94,10 +94,6 @@ class RunResult:
     metrics: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
-    return model.module if isinstance(model, DistributedDataParallel) else model
-
-
 def _run_normalisation(pretrained: str | None) -> tuple[Any, Any]:
     """(mean, std) a reidcli run directory was trained with, else (None, None).
 
@@ -117,7 +113,7 @@ class _Trainer:
         self.cfg = cfg
         self.ctx = ctx
         self.hooks = hooks or Hooks()
-        self.device = du.resolve_device(cfg.device, ctx)
+        self.device = resolve_device(cfg.device, ctx.local_rank)
         self.amp = amp_dtype(cfg.amp, self.device)
         self.run = RunDir(cfg.output)
         self.main = ctx.is_main
@@ -344,9 +340,9 @@ class _Trainer:
         # Every rank takes part in the gather; only rank 0 writes.
         rng_states = du.gather_objects(capture_rng(), self.ctx)
         if self.main:
-            self.run.save_model(self.model, self.model_cfg)
+            save_model(self.run.root, self.model, self.model_cfg)
             if is_best:
-                self.run.save_model(self.model, self.model_cfg, best=True)
+                save_model(self.run.best_dir, self.model, self.model_cfg)
             self.metrics.append(record)
             self.run.write_metrics(self.metrics)
             self.run.save_trainer(self._trainer_state(epoch, rng_states))
@@ -362,11 +358,6 @@ class _Trainer:
         lr = float(self.optimizer.param_groups[0]["lr"])
         steps = len(self.sampler)
         progress.start_epoch(epoch, steps)
-        autocast = (
-            torch.autocast(device_type=self.device.type, dtype=self.amp)
-            if self.amp is not None
-            else nullcontext()
-        )
         sums = {"loss": 0.0, "id_loss": 0.0, "triplet_loss": 0.0, "acc": 0.0}
         images = 0
         n = 0
@@ -376,7 +367,7 @@ class _Trainer:
             pids = pids.to(self.device, non_blocking=True)
             camids = camids.to(self.device, non_blocking=True)
             viewids = viewids.to(self.device, non_blocking=True)
-            with autocast:
+            with autocast(self.device, self.amp):
                 out = self.ddp(imgs, camids, viewids)
             parts, acc = self._batch_loss(out, pids)
             stats = torch.stack(
@@ -547,8 +538,8 @@ def finetune(cfg: FinetuneConfig, hooks: Hooks | None = None) -> RunResult:
     cfg.validate()
     trainer: type[_Trainer] = _Trainer
     if cfg.unsupervised:
-        from reidcli.unsupervised.trainer import ClusterContrastTrainer as trainer
-    ctx = du.init_distributed(du.device_type(cfg.device))
+        from reidcli.training.cluster_contrast import ClusterContrastTrainer as trainer
+    ctx = du.init_distributed(device_type(cfg.device))
     try:
         return trainer(cfg, ctx, hooks).run_training()
     finally:

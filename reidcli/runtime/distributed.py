@@ -47,31 +47,6 @@ def env_world() -> tuple[int, int, int]:
     return rank, world, local
 
 
-def device_type(requested: str) -> str:
-    """`cpu` or `cuda` for a `--device` value (`auto` = CUDA when present), before the
-    process group exists (the backend depends on it)."""
-    if requested == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        return torch.device(requested).type
-    except RuntimeError as err:
-        raise ReidError(f"unknown device {requested!r}: {err}") from None
-
-
-def resolve_device(requested: str, ctx: DistContext) -> torch.device:
-    """`auto` picks CUDA when present; under DDP each rank takes GPU LOCAL_RANK."""
-    if requested == "auto":
-        requested = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(requested)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ReidError("--device cuda requested but no CUDA device is available")
-        if device.index is None:
-            device = torch.device("cuda", ctx.local_rank if ctx.enabled else 0)
-        torch.cuda.set_device(device)
-    return device
-
-
 def init_distributed(device_type: str) -> DistContext:
     """Join the process group if launched by torchrun with more than one process."""
     rank, world, local = env_world()

@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader
 
 from reidcli.data.records import ImageRecord
 from reidcli.errors import ReidError
-from reidcli.training import distributed as du
+from reidcli.runtime import distributed as du
 from reidcli.training.engine import _Trainer
 from reidcli.training.evaluation import extract, make_eval_loader
 from reidcli.training.losses import LossParts
@@ -88,7 +88,7 @@ class ClusterContrastTrainer(_Trainer):
     # -- per epoch -------------------------------------------------------------------------
     def _features(self) -> torch.Tensor:
         from reidcli.data.transforms import build_test_transform
-        from reidcli.inference.extract import shard
+        from reidcli.runtime.files import shard
 
         cfg, ctx = self.cfg, self.ctx
         train = self.dataset.train
