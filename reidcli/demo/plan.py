@@ -47,6 +47,13 @@ class DemoPlan:
     show_queries: int
     show_k: int
     seed: int = 0
+    # adaptation to a second synthetic world without its labels (`finetune --unsupervised`)
+    adapt_epochs: int = 10
+    adapt_iters: int = 20
+    adapt_lr: float = 3.5e-4
+    adapt_eps: float = 0.5
+    adapt_min_samples: int = 4
+    adapt_k1: int = 12
 
     @property
     def local_size(self) -> tuple[int, int]:
