@@ -45,7 +45,7 @@ UNSUPERVISED: dict[str, Any] = dict(
 )
 
 
-def synth(work: Path, quick: bool) -> dict[str, Path]:
+def synth(work: Path, quick: bool, camera_strength: float = 1.0) -> dict[str, Path]:
     from reidcli.data.synth import MarketConfig, write_market
 
     ids, cams, per_cam = (24, 3, 2) if quick else (120, 6, 4)
@@ -54,7 +54,8 @@ def synth(work: Path, quick: bool) -> dict[str, Path]:
         root = work / name
         if not (root / "query").is_dir():
             write_market(root, MarketConfig(ids=ids, cams=cams, seed=seed, size=SIZE,
-                                            per_cam=per_cam), overwrite=True)
+                                            per_cam=per_cam, camera_strength=camera_strength),
+                         overwrite=True)
         worlds[name] = root
     return worlds
 
@@ -127,13 +128,15 @@ def main() -> None:
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--quick", action="store_true", help="smaller worlds and budgets (a check)")
     p.add_argument("--oracle", action="store_true", help="add UDA with the true labels")
+    p.add_argument("--camera-strength", type=float, default=1.0,
+                   help="`reid synth market --camera-strength` of both worlds")
     a = p.parse_args()
     if a.quick:
         SUPERVISED.update(epochs=2)
         COMMON.update(ids_per_batch=8)
         UNSUPERVISED.update(epochs=2, iters=2, eval_every=1, min_samples=2, k1=6, k2=2)
     start, load = time.perf_counter(), os.getloadavg()
-    worlds = synth(a.work, a.quick)
+    worlds = synth(a.work, a.quick, a.camera_strength)
     rows: dict[str, list[dict[str, float]]] = {}
     purity: dict[str, list[list[float]]] = {}
     curves: dict[str, list[list[float]]] = {}
