@@ -18,7 +18,7 @@ LAYERS: list[set[str]] = [
     {"data", "models", "retrieval"},
     {"inference", "visualize", "unsupervised"},
     {"training", "ssl"},
-    {"selection"},
+    {"selection", "runs"},
     {"demo"},
     {"cli"},
     {"__main__"},

@@ -147,6 +147,9 @@ def finetune(
     amp: str | None = typer.Option(
         None, "--amp", help="Mixed precision: auto, bf16, fp16 or off (default: auto = fp16 "
         "on CUDA, off on CPU).", rich_help_panel=PANEL_OPTIM),
+    sync_bn: bool | None = typer.Option(
+        None, "--sync-bn/--no-sync-bn", help="Under DDP on GPUs, BatchNorm layers use the "
+        "global batch's statistics (SyncBatchNorm; CUDA only).", rich_help_panel=PANEL_OPTIM),
     seed: int | None = typer.Option(
         None, "--seed", help="Random seed (default: 1234).", rich_help_panel=PANEL_OPTIM),
     unsupervised: bool | None = typer.Option(
@@ -185,11 +188,19 @@ def finetune(
     eval_every: int | None = typer.Option(
         None, "--eval-every", help="Evaluate on query/gallery every N epochs (default: 0 = "
         "after the last epoch only).", rich_help_panel=PANEL_RUN),
+    allow_no_eval: bool | None = typer.Option(
+        None, "--allow-no-eval/--no-allow-no-eval", help="Train without evaluation (warned) "
+        "when no query has a positive in the gallery (one camera, disjoint ids); without it "
+        "such a dataset is refused before the first epoch.", rich_help_panel=PANEL_RUN),
     eval_batch_size: int | None = typer.Option(
         None, "--eval-batch-size", help="Batch size of evaluation (default: 256).",
         rich_help_panel=PANEL_RUN),
     device: str | None = typer.Option(
         None, "--device", help="auto, cpu, cuda or cuda:N (default: auto).",
+        rich_help_panel=PANEL_RUN),
+    tensorboard: bool | None = typer.Option(
+        None, "--tensorboard/--no-tensorboard", help="Also write the per-epoch metrics to "
+        "RUN_DIR/tb for TensorBoard (pip install 'reidcli[tensorboard]').",
         rich_help_panel=PANEL_RUN),
 ) -> None:
     """Supervised fine-tuning (ID + triplet loss; TransReID SIE/JPM for ViTs; DINOv2, SOLIDER
@@ -244,10 +255,13 @@ def finetune(
         margin=margin,
         soft_margin=True if soft_margin else (False if margin is not None else None),
         amp=amp,
+        sync_bn=sync_bn,
         seed=seed,
         eval_every=eval_every,
+        allow_no_eval=allow_no_eval,
         eval_batch_size=eval_batch_size,
         device=device,
+        tensorboard=tensorboard,
         unsupervised=unsupervised,
         eps=eps,
         min_samples=min_samples,

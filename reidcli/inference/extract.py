@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import h5py
 from torch.utils.data import DataLoader
 
 from reidcli.data import load_dataset
@@ -28,7 +27,7 @@ from reidcli.retrieval.bank import BankWriter, read_bank
 from reidcli.runtime import distributed as ddp
 from reidcli.runtime.device import amp_dtype, device_type, resolve_device
 from reidcli.runtime.files import file_sha256, shard
-from reidcli.utils.partial_h5 import partial_path
+from reidcli.utils.partial_h5 import remove_partial
 from reidcli.utils.progress import stream_progress
 
 log = logging.getLogger(__name__)
@@ -118,20 +117,6 @@ def _matches(path: Path, provenance: dict[str, object], rows: dict[str, int]) ->
         return False
 
 
-def _discard_stale_partial(tmp: Path, provenance: dict[str, object]) -> None:
-    """A partial bank from another model or other inputs must not be continued."""
-    if not tmp.exists():
-        return
-    try:
-        with h5py.File(tmp, "r") as f:
-            stale = any(f.attrs.get(k) != v for k, v in provenance.items())
-    except OSError:
-        stale = True
-    if stale:
-        log.warning("discarding %s: it was written with another model or other inputs", tmp)
-        tmp.unlink()
-
-
 def _loader(records: Sequence[ImageRecord], cfg, opts: ExtractOptions, pin: bool) -> DataLoader:
     from reidcli.data.torch_dataset import ReidImageDataset
     from reidcli.data.transforms import build_test_transform
@@ -216,6 +201,7 @@ def extract_bank(opts: ExtractOptions) -> ExtractResult:
         if output.exists():
             if not opts.overwrite and _matches(output, provenance, rows):
                 log.info("%s is complete for this model and these images; nothing to do", output)
+                remove_partial(output)  # a kill between the final rename and the clean-up
                 return ExtractResult(output, rows, skipped=True)
             if not opts.overwrite:
                 raise ReidError(f"{output} exists and was made from another model or other "
@@ -223,7 +209,6 @@ def extract_bank(opts: ExtractOptions) -> ExtractResult:
         extractor = FeatureExtractor(model, device, amp_dtype(opts.amp, device), opts.flip)
         target = output if not ctx.enabled else output.with_name(
             f"{output.stem}.rank{ctx.rank}{output.suffix}")
-        _discard_stale_partial(partial_path(target), provenance)
         start = time.perf_counter()
         progress = stream_progress(enabled=opts.progress and ctx.is_main)
         with progress, BankWriter(target, attrs=provenance, dtype=opts.dtype, resume=True,

@@ -8,8 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from reidcli.errors import BankError
-from reidcli.retrieval.bank import read_bank
+from reidcli.retrieval.bank import check_comparable, read_bank
 from reidcli.retrieval.distances import (
     DEFAULT_CHUNK_BYTES,
     Metric,
@@ -39,9 +38,7 @@ def rerank_bank(
     dev = resolve_device(device)
     with read_bank(bank_path) as bank:
         qs, gs = bank[query_split], bank[gallery_split]
-        if len(qs) == 0 or len(gs) == 0:
-            raise BankError(f"{bank_path}: split {query_split!r} has {len(qs)} rows and "
-                            f"{gallery_split!r} {len(gs)}; both need at least one")
+        check_comparable(qs, gs, bank_path)
         q = prepare_features(qs.read_features(), metric, dev)
         g = prepare_features(gs.read_features(), metric, dev)
         q, g = expand(q, g, qe=qe, dba=dba, metric=metric, budget=budget)

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch import nn
 
 from reidcli.errors import ReidError
 
@@ -95,3 +96,26 @@ def broadcast_object(obj: Any, ctx: DistContext) -> Any:
     box = [obj]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def has_batchnorm(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
+def sync_batchnorm(model: nn.Module, ctx: DistContext, device: torch.device) -> nn.Module:
+    """BatchNorm layers made SyncBatchNorm when training on several CUDA processes.
+
+    DINO and TransReID-SSL convert them (the ICS stem's and ResNet's BatchNorms), so the
+    statistics are those of the global batch. torch's SyncBatchNorm runs on GPUs only
+    (its training forward raises on CPU tensors), so with CPU processes (gloo) each rank
+    keeps its own statistics and a one-line warning says so. Conversion keeps the
+    parameters (same tensors) and buffers, and state-dict keys do not change.
+    """
+    if not ctx.enabled or not has_batchnorm(model):
+        return model
+    if device.type != "cuda":
+        if ctx.is_main:
+            log.warning("SyncBatchNorm needs CUDA: with %d CPU processes each keeps its own "
+                        "BatchNorm statistics", ctx.world_size)
+        return model
+    return nn.SyncBatchNorm.convert_sync_batchnorm(model)

@@ -11,11 +11,12 @@ of the tables `[data]`, `[input]`, `[model]`, `[loss]`, `[optim]`, `[train]`, `[
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reidcli.errors import ReidError
+from reidcli.errors import UsageError
 from reidcli.runtime.device import AMP_MODES
 from reidcli.runtime.rundir import RunDir
 from reidcli.utils.recipes import RecipeSchema, setting
@@ -105,14 +106,22 @@ class FinetuneConfig:
     images_per_id: int = setting(4, "train")
     amp: str = setting("auto", "train")
     """auto = fp16 with GradScaler on CUDA (the reference), off on CPU."""
+    sync_bn: bool = setting(False, "train")
+    """Under DDP on GPUs, BatchNorm layers (BNNeck, ResNet, ICS stem) use the statistics of
+    the global batch (SyncBatchNorm) instead of each process's share."""
     seed: int = setting(1234, "train")
     workers: int = setting(8, "train", runtime=True)
     eval_every: int = setting(0, "train", runtime=True)
     """Evaluate on query/gallery every N epochs; 0 = only after the last epoch."""
+    allow_no_eval: bool = setting(False, "train", runtime=True)
+    """Train without evaluation (with a warning) when no query has a positive in the gallery,
+    instead of refusing to start."""
     eval_batch_size: int = setting(256, "train", runtime=True)
     log_every: int = setting(50, "train", runtime=True)
     device: str = setting("auto", "train", runtime=True)
     progress: bool = setting(True, "train", runtime=True)
+    tensorboard: bool = setting(False, "train", runtime=True)
+    """Also write the metrics records to RUN_DIR/tb as TensorBoard scalars."""
     # [unsupervised] cluster contrast (reidcli.unsupervised); train labels never read
     unsupervised: bool = setting(False, "unsupervised")
     eps: float = setting(0.6, "unsupervised")
@@ -139,9 +148,27 @@ class FinetuneConfig:
     def triplet_margin(self) -> float | None:
         return None if self.soft_margin else self.margin
 
+    def with_absolute_paths(self) -> FinetuneConfig:
+        """A copy whose data, data root, pretrained weights and subset list are absolute
+        paths: config.toml stores these, so `--resume` works from any directory (a run
+        saved with relative paths resolves them against the working directory as before)."""
+        from reidcli.data.roots import absolute_if_present, absolute_path, absolute_spec
+
+        options = []
+        for pair in self.data_options:
+            key, sep, value = pair.partition("=")
+            if sep and key.strip() == "subset":
+                pair = f"{key}={absolute_if_present(value)}"
+            options.append(pair)
+        return dataclasses.replace(
+            self, data=absolute_spec(self.data), data_root=absolute_path(self.data_root),
+            eval_data=absolute_spec(self.eval_data) if self.eval_data else None,
+            pretrained=absolute_path(self.pretrained, ("timm",)), data_options=tuple(options),
+        )
+
     def validate(self) -> FinetuneConfig:
-        """Raise ReidError on values that cannot work; return self for chaining."""
-        problems = []
+        """Raise UsageError on values that cannot work; return self for chaining."""
+        problems = SCHEMA.number_problems(self)
         if not self.data:
             problems.append("no dataset given (--data NAME[:PATH] or `data` in the recipe)")
         if not self.output:
@@ -192,7 +219,7 @@ class FinetuneConfig:
         if self.unsupervised:
             problems.extend(self._unsupervised_problems())
         if problems:
-            raise ReidError("invalid fine-tuning configuration: " + "; ".join(problems))
+            raise UsageError("invalid fine-tuning configuration: " + "; ".join(problems))
         return self
 
     def _unsupervised_problems(self) -> list[str]:
@@ -231,9 +258,9 @@ config_differences = SCHEMA.differences
 
 def load_run_config(run_dir: str | Path) -> FinetuneConfig:
     """The resolved configuration saved in a run directory (for `--resume`)."""
-    return RunDir(run_dir).saved_config(SCHEMA)
+    return RunDir(run_dir).saved_config(SCHEMA).with_absolute_paths()
 
 
 def resume_config(run_dir: str | Path, overrides: dict[str, Any] | None = None) -> FinetuneConfig:
     """The saved configuration of `run_dir` with the options given again applied on top."""
-    return RunDir(run_dir).resume_config(SCHEMA, overrides)
+    return RunDir(run_dir).resume_config(SCHEMA, overrides).with_absolute_paths()

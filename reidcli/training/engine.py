@@ -27,11 +27,13 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from reidcli.errors import ReidError, TrainingError
+from reidcli.data.check import evaluation_problem
+from reidcli.errors import CheckpointError, DatasetError, ReidError, TrainingError
 from reidcli.models import save_model
 from reidcli.runtime import distributed as du
 from reidcli.runtime.device import amp_dtype, autocast, device_type, resolve_device
 from reidcli.runtime.rundir import RunDir
+from reidcli.runtime.tensorboard import metrics_sink, require_tensorboard
 from reidcli.training.config import (
     FinetuneConfig,
     config_differences,
@@ -45,6 +47,7 @@ from reidcli.training.optim import build_optimizer
 from reidcli.training.progress import TrainProgress, print_summary
 from reidcli.training.rng import capture_rng, restore_rng, seed_everything
 from reidcli.training.schedule import build_scheduler
+from reidcli.utils.faults import crash_point
 
 log = logging.getLogger(__name__)
 
@@ -94,18 +97,43 @@ class RunResult:
     metrics: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _run_normalisation(pretrained: str | None) -> tuple[Any, Any]:
-    """(mean, std) a reidcli run directory was trained with, else (None, None).
+def pretrained_normalisation(cfg: FinetuneConfig) -> tuple[Any, Any]:
+    """(mean, std) a reidcli export given as --pretrained was trained with, else (None, None).
 
     A model pre-trained by `reid pretrain` saw ImageNet statistics; fine-tuning it with the
-    backbone's default 0.5/0.5 would shift every input. Explicit --mean/--std still win.
+    backbone's default 0.5/0.5 would shift every input. The export may be named by its run
+    directory or by a file in it (`export_config`). Explicit --mean/--std (or a recipe's)
+    still win, with a warning when they differ from the checkpoint's.
     """
-    if not pretrained or not (Path(pretrained) / "model.json").is_file():
+    if not cfg.pretrained:
         return None, None
-    from reidcli.models.checkpoint import read_config
+    from reidcli.models.checkpoint import export_config
 
-    run = read_config(pretrained)
-    return run.mean, run.std
+    try:
+        saved = export_config(cfg.pretrained)
+    except CheckpointError as err:
+        # The weights may still load (load_pretrained tolerates an unreadable config).
+        log.warning("no normalisation from %s (%s); using the recipe's or the backbone's",
+                    cfg.pretrained, err)
+        return None, None
+    if saved is None:
+        return None, None
+    ours = (cfg.mean or saved.mean, cfg.std or saved.std)
+    if not all(_close(a, b) for a, b in zip(ours, (saved.mean, saved.std), strict=True)):
+        log.warning(
+            "normalisation mean %s std %s differs from the one %s was trained with (mean %s "
+            "std %s); remove mean/std from the recipe or command line to use the checkpoint's",
+            _fmt(ours[0]), _fmt(ours[1]), cfg.pretrained, _fmt(saved.mean), _fmt(saved.std),
+        )
+    return saved.mean, saved.std
+
+
+def _close(a: Any, b: Any) -> bool:
+    return all(math.isclose(x, y, abs_tol=1e-6) for x, y in zip(a, b, strict=True))
+
+
+def _fmt(values: Any) -> str:
+    return "(" + ", ".join(f"{v:g}" for v in values) + ")"
 
 
 class _Trainer:
@@ -152,7 +180,11 @@ class _Trainer:
         self.dataset = load_dataset(cfg.data, cfg.data_root, **parse_options(cfg.data_options))
         train = self.dataset.train
         num_classes = self._num_classes()
-        pretrained_norm = _run_normalisation(cfg.pretrained)
+        # Evaluation reads --eval-data's query/gallery when given, else --data's.
+        self.eval_dataset = (load_dataset(cfg.eval_data, cfg.data_root) if cfg.eval_data
+                             else self.dataset)
+        evaluable = self._check_evaluable()
+        pretrained_norm = pretrained_normalisation(cfg)
         try:
             self.model_cfg = ModelConfig(
                 backbone=cfg.backbone,
@@ -181,12 +213,14 @@ class _Trainer:
         except ValueError as err:
             raise ReidError(f"invalid model options: {err}") from None
         model = build_model(self.model_cfg)
-        if cfg.pretrained and not cfg.resume:
+        if cfg.pretrained and not self.resuming:
             self._load_pretrained(model)
         if cfg.freeze_backbone:
             model.freeze_backbone()
             if not cfg.pretrained:
                 log.warning("--freeze-backbone without --pretrained trains on random features")
+        if cfg.sync_bn:
+            model = du.sync_batchnorm(model, ctx, self.device)
         self.model = model.to(self.device)
         trained = self._train_module()
         if ctx.enabled:
@@ -244,18 +278,16 @@ class _Trainer:
                 generator=self.loader_gen,
             )
         self.eval_loaders: tuple[DataLoader, DataLoader] | None = None
-        evaluated = self.dataset
-        if cfg.eval_data:
-            evaluated = load_dataset(cfg.eval_data, cfg.data_root)
+        evaluated = self.eval_dataset
         query = evaluated.splits.get("query") or []
         gallery = evaluated.splits.get("gallery") or []
-        if query and gallery:
+        if query and gallery and evaluable:
             test_tf = build_test_transform(cfg.size, mean, std)
             self.eval_loaders = (
                 make_eval_loader(query, test_tf, cfg.eval_batch_size, cfg.workers, pin),
                 make_eval_loader(gallery, test_tf, cfg.eval_batch_size, cfg.workers, pin),
             )
-        else:
+        elif evaluable:
             self._say(f"{evaluated.name} has no query/gallery split: no evaluation")
 
     # -- what a training variant (reidcli.unsupervised) replaces -----------------------------
@@ -288,6 +320,22 @@ class _Trainer:
     def _epoch_note(self, record: dict[str, Any]) -> str:
         """Extra text for the end-of-epoch line."""
         return ""
+
+    def _check_evaluable(self) -> bool:
+        """Before any training: False (with a warning) when the query set cannot be scored
+        and --allow-no-eval was given; an error without it, instead of after the last epoch."""
+        problem = evaluation_problem(self.eval_dataset)
+        if problem is None:
+            return True
+        if not self.cfg.allow_no_eval:
+            raise DatasetError(
+                f"{problem.message}. Fix the query/gallery split (see `reid datasets check`) or "
+                "train without evaluation with --allow-no-eval"
+            )
+        log.warning("%s: training without evaluation (--allow-no-eval)", problem.message)
+        if self.main:
+            self.run.append_log([f"warning: {problem.message}: training without evaluation"])
+        return False
 
     def _load_pretrained(self, model: nn.Module) -> None:
         from reidcli.models import load_pretrained
@@ -336,17 +384,37 @@ class _Trainer:
             seed_everything(self.cfg.seed + 7919 * int(state["epoch"]) + self.ctx.rank)
         return int(state["epoch"])
 
-    def _save(self, epoch: int, record: dict[str, Any], is_best: bool) -> None:
+    def _save(self, epoch: int, record: dict[str, Any]) -> None:
+        """Commit the epoch (weights, metrics so far, trainer.pt last) before it is evaluated,
+        so that a failing evaluation never costs the training."""
         # Every rank takes part in the gather; only rank 0 writes.
         rng_states = du.gather_objects(capture_rng(), self.ctx)
         if self.main:
             save_model(self.run.root, self.model, self.model_cfg)
-            if is_best:
-                save_model(self.run.best_dir, self.model, self.model_cfg)
             self.metrics.append(record)
             self.run.write_metrics(self.metrics)
             self.run.save_trainer(self._trainer_state(epoch, rng_states))
         du.barrier(self.ctx)
+
+    def _save_evaluation(self, epoch: int, record: dict[str, Any]) -> None:
+        """Evaluate the committed epoch; add its scores to metrics.jsonl (the record is the
+        last one there) and keep the weights in best/ when its mAP is the best so far."""
+        try:
+            scores = self._evaluate(epoch)
+        except ReidError as err:
+            raise TrainingError(
+                f"evaluation after epoch {epoch} failed: {err}. The epoch is saved in "
+                f"{self.run.root}; evaluate it with `reid extract` and `reid evaluate`"
+            ) from None
+        record.update(scores)
+        if "mAP" not in scores or (self.best_map is not None and scores["mAP"] <= self.best_map):
+            if self.main:
+                self.run.write_metrics(self.metrics)
+            return
+        self.best_epoch, self.best_map = epoch, scores["mAP"]
+        if self.main:
+            save_model(self.run.best_dir, self.model, self.model_cfg)
+            self.run.write_metrics(self.metrics)
 
     # -- loop ------------------------------------------------------------------------------
     def _train_epoch(self, epoch: int, progress: TrainProgress) -> dict[str, float]:
@@ -362,7 +430,11 @@ class _Trainer:
         images = 0
         n = 0
         start = time.perf_counter()
+        # Time blocked on the loader; each step ends in a host sync (the loss values), so
+        # the rest of the epoch is the device's work.
+        waited, ready = 0.0, start
         for step, (imgs, pids, camids, viewids, idx) in enumerate(self.train_loader, start=1):
+            waited += time.perf_counter() - ready
             imgs = imgs.to(self.device, non_blocking=True)
             pids = pids.to(self.device, non_blocking=True)
             camids = camids.to(self.device, non_blocking=True)
@@ -398,6 +470,8 @@ class _Trainer:
                 self.hooks.on_batch(
                     BatchInfo(epoch, step, idx.clone(), loss_v, self.model, self.ctx.rank)
                 )
+            crash_point("train.step", "finetune")
+            ready = time.perf_counter()
         if n == 0:
             raise TrainingError(
                 f"epoch {epoch} had no batch: the training split cannot fill one "
@@ -413,6 +487,7 @@ class _Trainer:
             "steps": n,
             "images_per_s": images / max(elapsed, 1e-9),
             "epoch_time_s": elapsed,
+            "loader_wait_s": waited,
         }
 
     def _fail_non_finite(self, epoch: int, step: int, loss: float, id_v: float, tri: float) -> None:
@@ -446,19 +521,30 @@ class _Trainer:
 
     def run_training(self) -> RunResult:
         cfg = self.cfg
+        resuming = self.resuming = cfg.resume and self.run.has_checkpoint()
         if cfg.resume:
             self._check_resume_config()
-        elif self.main:
+            if not resuming:
+                log.warning("%s: nothing of this run was committed (it stopped before its "
+                            "first epoch ended, so there is no %s); starting it from the "
+                            "beginning", self.run.root, self.run.trainer_path.name)
+        if not resuming and self.main:
             self.run.prepare_new()
         du.barrier(self.ctx)
         self._build()
         self.best_epoch: int | None = None
         self.best_map: float | None = None
         self.start_epoch = 1
-        if cfg.resume:
+        if resuming:
             done = self._restore()
             self.start_epoch = done + 1
             self.metrics = self.run.keep_metrics_until(done) if self.main else []
+            # metrics.jsonl has the scores of an evaluation that finished after trainer.pt
+            # was written; trainer.pt's own record of the best is one evaluation behind.
+            scored = [r for r in self.metrics if "mAP" in r]
+            if scored:
+                top = max(scored, key=lambda r: r["mAP"])
+                self.best_epoch, self.best_map = int(top["epoch"]), float(top["mAP"])
             self._say(f"resumed {self.run.root} after epoch {done}")
         else:
             self.metrics = []
@@ -472,18 +558,17 @@ class _Trainer:
             f"batches, epochs {self.start_epoch}..{cfg.epochs}, device {self.device}, "
             f"amp {self.amp or 'off'}, {self.ctx.world_size} process(es)"
         )
+        self.sink = metrics_sink(cfg.tensorboard and self.main, self.run, self.metrics, "epoch")
         started = time.perf_counter()
         last: dict[str, Any] = self.metrics[-1] if self.metrics else {}
         with TrainProgress(cfg.epochs, self.start_epoch, cfg.progress and self.main) as progress:
             for epoch in range(self.start_epoch, cfg.epochs + 1):
                 record: dict[str, Any] = {"epoch": epoch, **self._train_epoch(epoch, progress)}
-                is_best = False
-                if self._due(epoch):
-                    scores = self._evaluate(epoch)
-                    record.update(scores)
-                    if "mAP" in scores and (self.best_map is None or scores["mAP"] > self.best_map):
-                        self.best_epoch, self.best_map, is_best = epoch, scores["mAP"], True
-                self._save(epoch, record, is_best)
+                self._save(epoch, record)
+                if self._due(epoch) and self.eval_loaders is not None:
+                    self._save_evaluation(epoch, record)
+                if self.main:  # the record is complete now, scores included
+                    self.sink.write(record)
                 line = (
                     f"epoch {epoch}/{cfg.epochs} loss {record['loss']:.4f} acc {record['acc']:.3f} "
                     f"lr {record['lr']:.3e} {record['images_per_s']:.1f} img/s"
@@ -496,6 +581,7 @@ class _Trainer:
                 last = record
                 if self.hooks.on_epoch_end is not None:
                     self.hooks.on_epoch_end(EpochInfo(epoch, record, self.model, self.ctx.rank))
+        self.sink.close()
         result = RunResult(
             run_dir=self.run.root,
             epochs=cfg.epochs,
@@ -535,7 +621,9 @@ def finetune(cfg: FinetuneConfig, hooks: Hooks | None = None) -> RunResult:
     Under torchrun with several processes this joins the process group, trains with DDP
     and leaves the group when done; only rank 0 writes to the run directory.
     """
-    cfg.validate()
+    cfg = cfg.with_absolute_paths().validate()
+    if cfg.tensorboard:
+        require_tensorboard()
     trainer: type[_Trainer] = _Trainer
     if cfg.unsupervised:
         from reidcli.training.cluster_contrast import ClusterContrastTrainer as trainer
