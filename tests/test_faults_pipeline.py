@@ -27,7 +27,7 @@ from reidcli.training.config import config_to_toml
 
 pytestmark = pytest.mark.slow
 
-TIMING = ("images_per_s", "epoch_time_s", "eval_time_s", "peak_memory_mb")
+TIMING = ("images_per_s", "epoch_time_s", "eval_time_s", "peak_memory_mb", "loader_wait_s")
 
 
 @pytest.fixture(scope="module")
