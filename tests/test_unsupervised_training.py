@@ -136,6 +136,21 @@ def test_uda_starts_from_a_supervised_run(market: Path, tmp_path: Path) -> None:
     assert _metrics(out)[0]["clusters"] >= 4
 
 
+def test_mixed_precision_keeps_the_memory_in_float32(market: Path, tmp_path: Path,
+                                                     monkeypatch) -> None:
+    seen = []
+    real = trainer_mod.ClusterMemory.update
+
+    def update(self, feats, targets) -> None:
+        seen.append((feats.dtype, self.centroids.dtype))
+        real(self, feats, targets)
+
+    monkeypatch.setattr(trainer_mod.ClusterMemory, "update", update)
+    result = finetune(usl_config(market, tmp_path / "run", amp="bf16", epochs=1))
+    assert seen and all(d == (torch.float32, torch.float32) for d in seen)
+    assert np.isfinite(result.metrics[-1]["loss"])
+
+
 def test_too_small_train_split_is_a_clear_error(market: Path, tmp_path: Path) -> None:
     with pytest.raises(ReidError, match=r"48 images, too few .*--min-samples 20"):
         finetune(usl_config(market, tmp_path / "run", min_samples=20))
