@@ -16,7 +16,7 @@ LAYERS: list[set[str]] = [
     {"utils"},
     {"runtime"},
     {"data", "models", "retrieval"},
-    {"inference", "visualize"},
+    {"inference", "visualize", "unsupervised"},
     {"training", "ssl", "deploy"},
     {"selection", "runs"},
     {"demo"},

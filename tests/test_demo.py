@@ -23,7 +23,7 @@ TINY = dataclasses.replace(
     QUICK, name="tiny", ids=12, cams=2, per_cam=2, unlabeled_images=48, proxy_epochs=1,
     proxy_sample=24, pretrain_epochs=1, pretrain_batch=16, out_dim=64, head_hidden=32,
     head_bottleneck=16, finetune_epochs=1, finetune_warmup=0, batch=(4, 2), show_queries=2,
-    show_k=3,
+    show_k=3, adapt_epochs=1, adapt_iters=2, adapt_min_samples=2, adapt_k1=4, adapt_eps=0.45,
 )
 
 
@@ -93,7 +93,8 @@ def test_tiny_demo_reuses_stages_and_reports_missing_cfs(
     assert not (work / "cfs").exists()
     assert "$ reid pretrain --recipe" in text and "--subset" not in text
     for needle in ("$ reid synth market", "$ reid finetune", "$ reid extract",
-                   "$ reid evaluate", "--rerank", "$ reid visualize"):
+                   "$ reid evaluate", "--rerank", "$ reid visualize", "--unsupervised",
+                   "data/second-world"):
         assert needle in text, needle
     assert all(math.isfinite(v) for row in result.rows
                for s in (row.plain, row.reranked) for v in (s.mAP, s.rank1, s.mINP))
@@ -111,8 +112,9 @@ def test_tiny_demo_reuses_stages_and_reports_missing_cfs(
     third = run_demo(DemoOptions(workdir=work, plan=changed, device="cpu", progress=False),
                      console=Console(file=out, width=200))
     reused = {o.name: o.reused for o in third.outcomes}
-    assert reused["synth_market"] and reused["pretrain"]
+    assert reused["synth_market"] and reused["pretrain"] and reused["synth_second_world"]
     assert not reused["finetune_random"] and not reused["evaluate_pretrained-rerank"]
+    assert not reused["finetune_adapted"] and not reused["evaluate_transfer"]
 
 
 def test_cli_passes_options(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -22,9 +22,10 @@ from reidcli.training.config import (
 )
 from reidcli.utils.toml_writer import dumps
 
-# Fine-tuning recipes; `pretrain_*.toml` are `reid pretrain` recipes with their own tests.
+# Supervised fine-tuning recipes; `pretrain_*.toml` (`reid pretrain`) and
+# `cluster_contrast_*.toml` (`reid finetune --unsupervised`) have their own tests.
 RECIPES = sorted(p for p in (Path(__file__).parent.parent / "recipes").glob("*.toml")
-                 if not p.name.startswith("pretrain_"))
+                 if not p.name.startswith(("pretrain_", "cluster_contrast_")))
 
 
 def _write(tmp_path: Path, text: str) -> Path:
@@ -204,5 +205,6 @@ def test_cli_resume_reads_saved_config(cli, tmp_path: Path) -> None:
 def test_every_field_is_reachable_from_toml() -> None:
     # Every configuration field belongs to a table of config.toml except the run location.
     sections = {f.metadata["section"] for f in dataclasses.fields(FinetuneConfig)}
-    assert sections == {"data", "input", "model", "loss", "optim", "train", "run"}
+    assert sections == {"data", "input", "model", "loss", "optim", "train", "unsupervised",
+                        "run"}
     assert config_mod.runtime_fields() >= {"workers", "device", "eval_every", "output", "resume"}

@@ -17,6 +17,7 @@ PANEL_DATA = "Data"
 PANEL_MODEL = "Model"
 PANEL_OPTIM = "Optimisation"
 PANEL_RUN = "Run"
+PANEL_USL = "Unsupervised (cluster contrast)"
 
 
 def parse_batch(text: str) -> tuple[int, int]:
@@ -45,6 +46,9 @@ def finetune(
         None, "--data-option", "-O", metavar="KEY=VALUE", help="Dataset option, repeatable "
         "(e.g. -O 'pattern=id(?P<pid>\\d+)_cam(?P<cam>\\d+)' -O cam_base=0 for `folder`).",
         rich_help_panel=PANEL_DATA),
+    eval_data: str | None = typer.Option(
+        None, "--eval-data", help="Evaluate on this dataset's query/gallery instead of "
+        "--data's (e.g. when --data is an unlabelled image folder).", rich_help_panel=PANEL_DATA),
     size: str | None = typer.Option(
         None, "--size", help="Input size HxW (default: 256x128).", rich_help_panel=PANEL_DATA),
     workers: int | None = typer.Option(
@@ -148,6 +152,31 @@ def finetune(
         "global batch's statistics (SyncBatchNorm; CUDA only).", rich_help_panel=PANEL_OPTIM),
     seed: int | None = typer.Option(
         None, "--seed", help="Random seed (default: 1234).", rich_help_panel=PANEL_OPTIM),
+    unsupervised: bool | None = typer.Option(
+        None, "--unsupervised/--supervised", help="Cluster contrast on the train split without "
+        "reading its labels: USL from a self-supervised model, UDA from a model fine-tuned "
+        "on another dataset (docs/unsupervised.md).", rich_help_panel=PANEL_USL),
+    eps: float | None = typer.Option(
+        None, "--eps", help="DBSCAN radius on the Jaccard distance (default: 0.6; 0.7 for "
+        "MSMT17).", rich_help_panel=PANEL_USL),
+    min_samples: int | None = typer.Option(
+        None, "--min-samples", help="DBSCAN core size (default: 4).", rich_help_panel=PANEL_USL),
+    k1: int | None = typer.Option(
+        None, "--k1", help="k-reciprocal neighbours (default: 30).", rich_help_panel=PANEL_USL),
+    k2: int | None = typer.Option(
+        None, "--k2", help="Local query expansion (default: 6).", rich_help_panel=PANEL_USL),
+    memory_momentum: float | None = typer.Option(
+        None, "--memory-momentum", help="Weight of the old centroid in the memory update "
+        "(default: 0.2).", rich_help_panel=PANEL_USL),
+    temperature: float | None = typer.Option(
+        None, "--temperature", help="Temperature of the memory's softmax (default: 0.05).",
+        rich_help_panel=PANEL_USL),
+    memory_update: str | None = typer.Option(
+        None, "--memory-update", help="hard (toward each cluster's least similar instance "
+        "in the batch) or mean (every instance) (default: hard).", rich_help_panel=PANEL_USL),
+    iters: int | None = typer.Option(
+        None, "--iters", help="Optimiser steps per epoch (default: 200).",
+        rich_help_panel=PANEL_USL),
     recipe: Path | None = typer.Option(
         None, "--recipe", help="TOML recipe (see recipes/); options given here override it.",
         rich_help_panel=PANEL_RUN),
@@ -175,7 +204,8 @@ def finetune(
         rich_help_panel=PANEL_RUN),
 ) -> None:
     """Supervised fine-tuning (ID + triplet loss; TransReID SIE/JPM for ViTs; DINOv2, SOLIDER
-    Swin, ResNet BoT) into a run directory."""
+    Swin, ResNet BoT) into a run directory; with --unsupervised, cluster contrast on
+    unlabelled target images (USL / UDA)."""
     from reidcli.training import finetune as run_finetune
     from reidcli.training.config import resolve_config, resume_config
 
@@ -192,6 +222,7 @@ def finetune(
         data=data,
         data_root=str(data_root) if data_root is not None else None,
         data_options=tuple(data_option) if data_option else None,
+        eval_data=eval_data,
         size=parse_size(size) if size is not None else None,
         workers=workers,
         backbone=backbone,
@@ -231,6 +262,15 @@ def finetune(
         eval_batch_size=eval_batch_size,
         device=device,
         tensorboard=tensorboard,
+        unsupervised=unsupervised,
+        eps=eps,
+        min_samples=min_samples,
+        k1=k1,
+        k2=k2,
+        memory_momentum=memory_momentum,
+        temperature=temperature,
+        memory_update=memory_update,
+        iters=iters,
     )
     overrides["progress"] = not state.quiet
     if resume:

@@ -31,6 +31,10 @@ class WorkPaths:
         return self.root / "data" / "market"
 
     @property
+    def second_world(self) -> Path:
+        return self.root / "data" / "second-world"
+
+    @property
     def unlabeled(self) -> Path:
         return self.root / "data" / "unlabeled"
 
@@ -95,6 +99,10 @@ class DemoContext:
     @property
     def market_spec(self) -> str:
         return f"market1501:{self.paths.market}"
+
+    @property
+    def second_world_spec(self) -> str:
+        return f"market1501:{self.paths.second_world}"
 
     def run_stage(
         self,

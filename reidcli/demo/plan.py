@@ -47,6 +47,15 @@ class DemoPlan:
     show_queries: int
     show_k: int
     seed: int = 0
+    # adaptation to a second synthetic world without its labels (`finetune --unsupervised`):
+    # k1 and eps scaled to 12-24 images per identity (the reference's k1 30 and eps 0.6
+    # merge these worlds into a few clusters); measured in docs/unsupervised.md
+    adapt_epochs: int = 10
+    adapt_iters: int = 20
+    adapt_lr: float = 1e-4
+    adapt_eps: float = 0.5
+    adapt_min_samples: int = 4
+    adapt_k1: int = 12
 
     @property
     def local_size(self) -> tuple[int, int]:

@@ -1,7 +1,9 @@
 """`reid demo`: the whole pipeline on synthetic data, stage by stage, in one work directory.
 
 synth market + synth unlabeled -> cfs-filter -> pretrain -> finetune (random init and
-pre-trained init, same schedule) -> extract -> evaluate (plain and re-ranked) -> visualize.
+pre-trained init, same schedule) -> extract -> evaluate (plain and re-ranked) -> visualize,
+then a second synthetic world: the pre-trained-init model evaluated there as it is (direct
+transfer) and after `finetune --unsupervised` on its unlabelled train split (adapted).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from rich.console import Console
 from reidcli.demo import stages
 from reidcli.demo.context import DemoContext, StageOutcome, WorkPaths, remove
 from reidcli.demo.plan import FULL, QUICK, DemoPlan
-from reidcli.demo.report import Row, Scores, results_table, verdict
+from reidcli.demo.report import Row, Scores, adaptation_verdict, results_table, verdict
 from reidcli.errors import ReidError
 from reidcli.utils.io import atomic_write_text
 from reidcli.utils.logging import console as default_console
@@ -28,6 +30,8 @@ from reidcli.utils.logging import console as default_console
 MARKER = "reid-demo.json"
 RANDOM = "random"
 PRETRAINED = "pretrained"
+TRANSFER = "transfer"
+ADAPTED = "adapted"
 
 
 @dataclass
@@ -92,9 +96,9 @@ def _scores(outcome: StageOutcome) -> Scores:
     return Scores.from_result(outcome.result)
 
 
-def _model_rows(ctx: DemoContext, name: str, label: str, trained: StageOutcome
-                ) -> tuple[Row, StageOutcome]:
-    bank = stages.extract(ctx, name, trained)
+def _model_rows(ctx: DemoContext, name: str, label: str, trained: StageOutcome,
+                run: str | None = None, data: str | None = None) -> tuple[Row, StageOutcome]:
+    bank = stages.extract(ctx, name, trained, run, data)
     plain = stages.evaluate(ctx, name, bank, rerank=False)
     reranked = stages.evaluate(ctx, name, bank, rerank=True)
     return Row(label, _scores(plain), _scores(reranked)), bank
@@ -139,12 +143,21 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoResult:
         pre_label = "pre-trained init (DINO" + (", CFS" if subset is not None else "") + ")"
         pre_row, pre_bank = _model_rows(ctx, PRETRAINED, pre_label, pre_run)
         picture = stages.visualize(ctx, PRETRAINED, pre_bank)
-    rows = [random_row, pre_row]
-    said = verdict(random_row, pre_row)
+        world = stages.synth_market(ctx, synth_workers, second=True)
+        transfer_row, _ = _model_rows(ctx, TRANSFER, "second world: direct transfer", pre_run,
+                                      run=PRETRAINED, data=ctx.second_world_spec)
+        adapt_run = stages.adapt(ctx, ADAPTED, "7. adapt the pre-trained-init model to the second "
+                                 "world without its labels", [pre_run, world],
+                                 ctx.paths.run(PRETRAINED))
+        adapted_row, _ = _model_rows(ctx, ADAPTED, "second world: adapted (--unsupervised)",
+                                     adapt_run, data=ctx.second_world_spec)
+    rows = [random_row, pre_row, transfer_row, adapted_row]
+    said = verdict(random_row, pre_row) + " " + adaptation_verdict(transfer_row, adapted_row)
     seconds = time.perf_counter() - start
     console.rule("[bold]results")
     console.print(results_table(rows, f"reid demo ({plan.name}): test split of the synthetic "
-                                      f"target, % (RR = k-reciprocal re-ranking)"))
+                                      f"target (second world: its own test split), % "
+                                      f"(RR = k-reciprocal re-ranking)"))
     console.print(said, highlight=False)
     console.print(f"Ranked lists of the pre-trained model: [bold]{picture.result['picture']}[/]"
                   f"  (query, then top {plan.show_k}; green correct, red incorrect, orange "

@@ -35,14 +35,16 @@ def _synth_progress(ctx: DemoContext, what: str) -> Iterator[Callable[[int, int]
         yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
-def synth_market(ctx: DemoContext, workers: int) -> StageOutcome:
+def synth_market(ctx: DemoContext, workers: int, second: bool = False) -> StageOutcome:
+    """The labelled target, or (`second`) another world: a new seed draws other cameras,
+    camera styles and clothing palettes, the domain gap that adaptation has to bridge."""
     from reidcli.data.synth import MarketConfig, write_market
 
     p = ctx.plan
-    out = ctx.paths.market
+    out = ctx.paths.second_world if second else ctx.paths.market
     cmd = (Command("synth", "market").arg(out).opt("--ids", "ids", p.ids)
            .opt("--cams", "cams", p.cams).opt("--per-cam", "per_cam", p.per_cam)
-           .opt("--size", "size", p.size).opt("--seed", "seed", p.seed)
+           .opt("--size", "size", p.size).opt("--seed", "seed", p.seed + int(second))
            .opt("--workers", None, workers).switch("--overwrite"))
 
     def action(_resume: bool) -> dict[str, Any]:
@@ -52,6 +54,10 @@ def synth_market(ctx: DemoContext, workers: int) -> StageOutcome:
         return {"train_ids": s.train_ids, "train_images": s.train_images,
                 "query_images": s.query_images, "gallery_images": s.gallery_images}
 
+    if second:
+        return ctx.run_stage("synth_second_world", "6. a second synthetic world (other cameras "
+                             "and clothes): the unlabelled target of adaptation", cmd, {}, [out],
+                             action)
     return ctx.run_stage("synth_market", "1. labelled synthetic target (Market layout)", cmd,
                          {}, [out], action)
 
@@ -185,24 +191,47 @@ def pretrain(ctx: DemoContext, upstream: list[StageOutcome], recipe: str,
         resume_command=resume_cmd if RunDir(run).has_checkpoint() else None)
 
 
+def _finetune_command(ctx: DemoContext, data: str, pretrained: Path | None, lr: float,
+                      epochs: int, warmup: int) -> Command:
+    p = ctx.plan
+    return (Command("finetune").opt("--recipe", None, ctx.paths.finetune_recipe)
+            .opt("--data", "data", data)
+            .opt("--backbone", "backbone", p.backbone).opt("--size", "size", p.size)
+            .opt("--pretrained", "pretrained", None if pretrained is None else str(pretrained))
+            .opt("--optimizer", "optimizer", "adamw").opt("--lr", "lr", lr)
+            .opt("--epochs", "epochs", epochs).opt("--warmup-epochs", "warmup_epochs", warmup)
+            .opt("--batch", None, p.batch).opt("--drop-path", "drop_path", 0.0))
+
+
 def finetune(ctx: DemoContext, name: str, title: str, upstream: list[StageOutcome],
              pretrained: Path | None) -> StageOutcome:
+    p = ctx.plan
+    cmd = _finetune_command(ctx, ctx.market_spec, pretrained, p.finetune_lr, p.finetune_epochs,
+                            p.finetune_warmup)
+    return _train(ctx, name, title, upstream, cmd)
+
+
+def adapt(ctx: DemoContext, name: str, title: str, upstream: list[StageOutcome],
+          pretrained: Path) -> StageOutcome:
+    """`reid finetune --unsupervised` on the second world's train split (labels unread)."""
+    p = ctx.plan
+    cmd = (_finetune_command(ctx, ctx.second_world_spec, pretrained, p.adapt_lr, p.adapt_epochs, 0)
+           .switch("--unsupervised", "unsupervised").opt("--eps", "eps", p.adapt_eps)
+           .opt("--min-samples", "min_samples", p.adapt_min_samples).opt("--k1", "k1", p.adapt_k1)
+           .opt("--iters", "iters", p.adapt_iters))
+    return _train(ctx, name, title, upstream, cmd)
+
+
+def _train(ctx: DemoContext, name: str, title: str, upstream: list[StageOutcome],
+           cmd: Command) -> StageOutcome:
     from reidcli.training import finetune as run_finetune
     from reidcli.training import resolve_config, resume_config
 
     p = ctx.plan
     run = ctx.paths.run(name)
     recipe = _write_recipe(ctx.paths.finetune_recipe, p.finetune_recipe(), "fine-tuning")
-    cmd = (Command("finetune").opt("--recipe", None, ctx.paths.finetune_recipe)
-           .opt("--data", "data", ctx.market_spec)
-           .opt("--backbone", "backbone", p.backbone).opt("--size", "size", p.size)
-           .opt("--pretrained", "pretrained", None if pretrained is None else str(pretrained))
-           .opt("--optimizer", "optimizer", "adamw").opt("--lr", "lr", p.finetune_lr)
-           .opt("--epochs", "epochs", p.finetune_epochs)
-           .opt("--warmup-epochs", "warmup_epochs", p.finetune_warmup)
-           .opt("--batch", None, p.batch).opt("--drop-path", "drop_path", 0.0)
-           .opt("--seed", "seed", p.seed).opt("--workers", "workers", ctx.workers)
-           .opt("--device", "device", ctx.device_option).opt("-o", "output", str(run)))
+    cmd.opt("--seed", "seed", p.seed).opt("--workers", "workers", ctx.workers)
+    cmd.opt("--device", "device", ctx.device_option).opt("-o", "output", str(run))
     values = cmd.values | {"ids_per_batch": p.batch[0], "images_per_id": p.batch[1]}
     resume_cmd = (Command("finetune").opt("-o", None, str(run)).switch("--resume")
                   .opt("--workers", "workers", ctx.workers)
@@ -222,12 +251,14 @@ def finetune(ctx: DemoContext, name: str, title: str, upstream: list[StageOutcom
         resume_command=resume_cmd if RunDir(run).has_checkpoint() else None)
 
 
-def extract(ctx: DemoContext, name: str, upstream: StageOutcome) -> StageOutcome:
+def extract(ctx: DemoContext, name: str, upstream: StageOutcome, run: str | None = None,
+            data: str | None = None) -> StageOutcome:
+    """Bank `name` of run `run` (default: the run called `name`) on `data` (the target)."""
     from reidcli.inference.extract import ExtractOptions, extract_bank
 
     bank = ctx.paths.bank(name)
-    cmd = (Command("extract").opt("-c", "checkpoint", ctx.paths.run(name))
-           .opt("-o", "output", bank).opt("--data", "data", ctx.market_spec)
+    cmd = (Command("extract").opt("-c", "checkpoint", ctx.paths.run(run or name))
+           .opt("-o", "output", bank).opt("--data", "data", data or ctx.market_spec)
            .opt("--workers", "workers", ctx.workers).opt("--device", "device", ctx.device_option))
 
     def action(_resume: bool) -> dict[str, Any]:
@@ -235,7 +266,7 @@ def extract(ctx: DemoContext, name: str, upstream: StageOutcome) -> StageOutcome
         result = extract_bank(ExtractOptions(**cmd.values, progress=ctx.progress))
         return {"bank": str(result.path), "rows": result.rows}
 
-    return ctx.run_stage(f"extract_{name}", f"extract features: {name} init", cmd,
+    return ctx.run_stage(f"extract_{name}", f"extract features: {name} model", cmd,
                          {"after": [upstream.digest]}, [bank], action)
 
 
@@ -258,7 +289,7 @@ def evaluate(ctx: DemoContext, name: str, upstream: StageOutcome, rerank: bool) 
         return {"mAP": result.mAP, "rank1": result.rank1, "mINP": result.mINP,
                 "queries": result.num_valid_queries}
 
-    title = f"evaluate: {name} init" + (", k-reciprocal re-ranking" if rerank else "")
+    title = f"evaluate: {name} model" + (", k-reciprocal re-ranking" if rerank else "")
     return ctx.run_stage(f"evaluate_{label}", title, cmd, {"after": [upstream.digest]}, [out],
                          action)
 

@@ -133,9 +133,14 @@ def _normalised_topk(t: torch.Tensor, m: torch.Tensor, length: int,
     return out
 
 
-def neighbour_lists(x: torch.Tensor, length: int, budget: int = DEFAULT_CHUNK_BYTES
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(top-`length` lists of the normalised distances, row maxima) for all rows of `x`."""
+def neighbour_lists(x: torch.Tensor, length: int, budget: int = DEFAULT_CHUNK_BYTES,
+                    normalise: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """(top-`length` lists of the normalised distances, row maxima) for all rows of `x`.
+
+    With `normalise=False` the lists rank the plain squared distances and the returned
+    maxima are all 1 (the Jaccard distance of cluster-contrast training, which searches
+    the raw distances and weights V by them directly).
+    """
     n = x.shape[0]
     x_sq = sq_norms(x)
     lists = torch.empty(n, min(length, n), dtype=torch.int64, device=x.device)
@@ -146,6 +151,8 @@ def neighbour_lists(x: torch.Tensor, length: int, budget: int = DEFAULT_CHUNK_BY
         # t directly and the full distance block never needs the two extra passes.
         t = torch.addmm(x_sq.unsqueeze(0), x[a:b], x.T, alpha=-2.0)
         m = t.amax(dim=1).add_(x_sq[a:b]).clamp_(min=0.0)  # amax: no argmax, ~3x faster
+        if not normalise:
+            m.fill_(1.0)
         rowmax[a:b] = m
         lists[a:b] = _normalised_topk(t, _safe(m), length, shift=x_sq[a:b])
     return lists, rowmax
@@ -277,6 +284,15 @@ class InvertedGallery:
 def jaccard_block(v: SparseRows, inv: InvertedGallery, a: int, b: int, num_gallery: int
                   ) -> torch.Tensor:
     """Jaccard distances of queries a..b to every gallery item: 1 - m / (2 - m)."""
+    m = jaccard_overlap(v, inv, a, b, num_gallery)
+    # 1 - m / (2 - m), in place: these blocks are the largest arrays of the whole algorithm.
+    denom = torch.sub(2.0, m)
+    return m.div_(denom).neg_().add_(1.0)
+
+
+def jaccard_overlap(v: SparseRows, inv: InvertedGallery, a: int, b: int, num_gallery: int
+                    ) -> torch.Tensor:
+    """m = sum_j min(V[q, j], V[g, j]) for queries a..b and every gallery item g."""
     e0, e1 = int(v.indptr[a]), int(v.indptr[b])
     qrow = torch.repeat_interleave(
         torch.arange(b - a, device=v.cols.device), v.indptr[a + 1:b + 1] - v.indptr[a:b])
@@ -294,10 +310,7 @@ def jaccard_block(v: SparseRows, inv: InvertedGallery, a: int, b: int, num_galle
         target = qrow[s:e].index_select(0, owner).mul_(num_gallery)
         m.index_add_(0, target.add_(inv.items.index_select(0, src)), mins)
         s = e
-    m = m.view(b - a, num_gallery)
-    # 1 - m / (2 - m), in place: these blocks are the largest arrays of the whole algorithm.
-    denom = torch.sub(2.0, m)
-    return m.div_(denom).neg_().add_(1.0)
+    return m.view(b - a, num_gallery)
 
 
 def rerank_blocks(

@@ -5,8 +5,8 @@ line. The resolved configuration is written to the run directory as `config.toml
 is itself a valid recipe (and is what `--resume` reads back).
 
 Recipes are TOML; keys are the field names below, either at the top level or inside any
-of the tables `[data]`, `[input]`, `[model]`, `[loss]`, `[optim]`, `[train]` (the table a
-key sits in is only for people; `lr` means the same everywhere).
+of the tables `[data]`, `[input]`, `[model]`, `[loss]`, `[optim]`, `[train]`, `[unsupervised]`
+(the table a key sits in is only for people; `lr` means the same everywhere).
 """
 
 from __future__ import annotations
@@ -40,6 +40,9 @@ class FinetuneConfig:
     data_root: str | None = setting(None, "data")
     data_options: tuple[str, ...] = setting((), "data")
     """Dataset options as KEY=VALUE (e.g. the `folder` dataset's `pattern=...`)."""
+    eval_data: str | None = setting(None, "data", runtime=True)
+    """Evaluate on this spec's query/gallery instead of `data`'s (e.g. when `data` is an
+    unlabelled image folder)."""
     # [input]
     size: tuple[int, int] = setting((256, 128), "input")
     mean: tuple[float, float, float] | None = setting(None, "input")
@@ -119,6 +122,20 @@ class FinetuneConfig:
     progress: bool = setting(True, "train", runtime=True)
     tensorboard: bool = setting(False, "train", runtime=True)
     """Also write the metrics records to RUN_DIR/tb as TensorBoard scalars."""
+    # [unsupervised] cluster contrast (reidcli.unsupervised); train labels never read
+    unsupervised: bool = setting(False, "unsupervised")
+    eps: float = setting(0.6, "unsupervised")
+    """DBSCAN radius on the k-reciprocal Jaccard distance (0.6 Market, 0.7 MSMT17)."""
+    min_samples: int = setting(4, "unsupervised")
+    k1: int = setting(30, "unsupervised")
+    k2: int = setting(6, "unsupervised")
+    memory_momentum: float = setting(0.2, "unsupervised")
+    """Weight of the old centroid in m <- mu m + (1 - mu) f."""
+    temperature: float = setting(0.05, "unsupervised")
+    memory_update: str = setting("hard", "unsupervised")
+    """hard (toward the batch's least similar instance per cluster) or mean (every instance)."""
+    iters: int = setting(200, "unsupervised")
+    """Optimiser steps per epoch (P x K batches over the pseudo labels)."""
     # not saved: where the run goes and whether to continue it
     output: str = setting("", "run", runtime=True)
     resume: bool = setting(False, "run", runtime=True)
@@ -145,6 +162,7 @@ class FinetuneConfig:
             options.append(pair)
         return dataclasses.replace(
             self, data=absolute_spec(self.data), data_root=absolute_path(self.data_root),
+            eval_data=absolute_spec(self.eval_data) if self.eval_data else None,
             pretrained=absolute_path(self.pretrained, ("timm",)), data_options=tuple(options),
         )
 
@@ -198,9 +216,28 @@ class FinetuneConfig:
             value = getattr(self, name)
             if value is not None and len(value) != 3:
                 problems.append(f"{name} must have 3 values, got {value!r}")
+        if self.unsupervised:
+            problems.extend(self._unsupervised_problems())
         if problems:
             raise UsageError("invalid fine-tuning configuration: " + "; ".join(problems))
         return self
+
+    def _unsupervised_problems(self) -> list[str]:
+        from reidcli.unsupervised.memory import MEMORY_UPDATES
+        from reidcli.unsupervised.pseudo_labels import ClusterParams
+
+        problems = ClusterParams(self.eps, self.min_samples, self.k1, self.k2).problems()
+        if self.memory_update not in MEMORY_UPDATES:
+            problems.append(f"memory_update must be hard or mean, got {self.memory_update!r}")
+        if not 0.0 <= self.memory_momentum <= 1.0:
+            problems.append(f"memory_momentum must be in [0, 1], got {self.memory_momentum}")
+        if self.temperature <= 0:
+            problems.append(f"temperature must be positive, got {self.temperature}")
+        if self.iters < 1:
+            problems.append(f"iters must be >= 1, got {self.iters}")
+        if self.jpm:
+            problems.append("--unsupervised trains the global feature; drop --jpm")
+        return problems
 
 
 SCHEMA = RecipeSchema(

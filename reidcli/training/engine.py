@@ -179,12 +179,10 @@ class _Trainer:
         seed_everything(cfg.seed + ctx.rank)
         self.dataset = load_dataset(cfg.data, cfg.data_root, **parse_options(cfg.data_options))
         train = self.dataset.train
-        num_classes = self.dataset.num_train_pids
-        if num_classes < cfg.ids_per_batch:
-            raise ReidError(
-                f"{self.dataset.name} has {num_classes} training identities, fewer than "
-                f"--ids-per-batch {cfg.ids_per_batch}"
-            )
+        num_classes = self._num_classes()
+        # Evaluation reads --eval-data's query/gallery when given, else --data's.
+        self.eval_dataset = (load_dataset(cfg.eval_data, cfg.data_root) if cfg.eval_data
+                             else self.dataset)
         evaluable = self._check_evaluable()
         pretrained_norm = pretrained_normalisation(cfg)
         try:
@@ -224,12 +222,13 @@ class _Trainer:
         if cfg.sync_bn:
             model = du.sync_batchnorm(model, ctx, self.device)
         self.model = model.to(self.device)
+        trained = self._train_module()
         if ctx.enabled:
             self.ddp: nn.Module = DistributedDataParallel(
-                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
+                trained, device_ids=[self.device.index] if self.device.type == "cuda" else None
             )
         else:
-            self.ddp = self.model
+            self.ddp = trained
 
         self.optimizer = build_optimizer(
             self.model,
@@ -257,29 +256,31 @@ class _Trainer:
         )
 
         mean, std = self.model_cfg.mean, self.model_cfg.std
-        train_tf = build_train_transform(
+        self.train_tf = build_train_transform(
             cfg.size, mean, std, flip_p=cfg.flip_prob, padding=cfg.padding,
             erasing_p=cfg.erase_prob,
         )
-        try:
-            self.sampler = PKSampler(
-                [r.pid for r in train], p=cfg.ids_per_batch, k=cfg.images_per_id,
-                seed=cfg.seed, rank=ctx.rank, world_size=ctx.world_size,
-            )
-        except ValueError as err:
-            raise ReidError(f"cannot sample P x K batches: {err}") from None
         pin = self.device.type == "cuda"
         self.loader_gen = torch.Generator()
-        self.train_loader = DataLoader(
-            ReidImageDataset(train, train_tf),
-            batch_sampler=self.sampler,
-            num_workers=cfg.workers,
-            pin_memory=pin,
-            generator=self.loader_gen,
-        )
+        if self.supervised:
+            try:
+                self.sampler = PKSampler(
+                    [r.pid for r in train], p=cfg.ids_per_batch, k=cfg.images_per_id,
+                    seed=cfg.seed, rank=ctx.rank, world_size=ctx.world_size,
+                )
+            except ValueError as err:
+                raise ReidError(f"cannot sample P x K batches: {err}") from None
+            self.train_loader = DataLoader(
+                ReidImageDataset(train, self.train_tf),
+                batch_sampler=self.sampler,
+                num_workers=cfg.workers,
+                pin_memory=pin,
+                generator=self.loader_gen,
+            )
         self.eval_loaders: tuple[DataLoader, DataLoader] | None = None
-        query = self.dataset.splits.get("query") or []
-        gallery = self.dataset.splits.get("gallery") or []
+        evaluated = self.eval_dataset
+        query = evaluated.splits.get("query") or []
+        gallery = evaluated.splits.get("gallery") or []
         if query and gallery and evaluable:
             test_tf = build_test_transform(cfg.size, mean, std)
             self.eval_loaders = (
@@ -287,12 +288,43 @@ class _Trainer:
                 make_eval_loader(gallery, test_tf, cfg.eval_batch_size, cfg.workers, pin),
             )
         elif evaluable:
-            self._say(f"{self.dataset.name} has no query/gallery split: no evaluation")
+            self._say(f"{evaluated.name} has no query/gallery split: no evaluation")
+
+    # -- what a training variant (reidcli.unsupervised) replaces -----------------------------
+    supervised = True
+    """False: no label-based sampler here; the variant builds `sampler` and `train_loader`
+    at the start of every epoch (`_train_epoch`)."""
+
+    def _num_classes(self) -> int:
+        n = self.dataset.num_train_pids
+        if n < self.cfg.ids_per_batch:
+            raise ReidError(
+                f"{self.dataset.name} has {n} training identities, fewer than "
+                f"--ids-per-batch {self.cfg.ids_per_batch}"
+            )
+        return n
+
+    def _train_module(self) -> nn.Module:
+        """The module the loop calls (and DDP wraps)."""
+        return self.model
+
+    def _batch_loss(self, out: Any, pids: torch.Tensor) -> tuple[Any, torch.Tensor]:
+        """(LossParts, accuracy) of one batch."""
+        parts = self.criterion(out.logits, out.feats, pids)
+        acc = accuracy(out.logits[0].detach(), pids) if out.logits else torch.zeros(())
+        return parts, acc
+
+    def _after_step(self) -> None:
+        """Called after every optimiser step."""
+
+    def _epoch_note(self, record: dict[str, Any]) -> str:
+        """Extra text for the end-of-epoch line."""
+        return ""
 
     def _check_evaluable(self) -> bool:
         """Before any training: False (with a warning) when the query set cannot be scored
         and --allow-no-eval was given; an error without it, instead of after the last epoch."""
-        problem = evaluation_problem(self.dataset)
+        problem = evaluation_problem(self.eval_dataset)
         if problem is None:
             return True
         if not self.cfg.allow_no_eval:
@@ -409,8 +441,7 @@ class _Trainer:
             viewids = viewids.to(self.device, non_blocking=True)
             with autocast(self.device, self.amp):
                 out = self.ddp(imgs, camids, viewids)
-            parts = self.criterion(out.logits, out.feats, pids)
-            acc = accuracy(out.logits[0].detach(), pids) if out.logits else torch.zeros(())
+            parts, acc = self._batch_loss(out, pids)
             stats = torch.stack(
                 [parts.total.detach(), parts.id, parts.triplet, acc.to(parts.id.device)]
             ).float()
@@ -422,6 +453,7 @@ class _Trainer:
             self.scaler.scale(parts.total).backward()
             self.scaler.step(self.optimizer)
             self.scaler.update()
+            self._after_step()
 
             n += 1
             images += imgs.shape[0] * self.ctx.world_size
@@ -521,7 +553,8 @@ class _Trainer:
                 self.run.write_config(config_to_toml(cfg, header=header))
         self._say(
             f"fine-tuning {cfg.backbone} on {self.dataset.name}: {len(self.dataset.train)} "
-            f"images, {self.model_cfg.num_classes} ids, {cfg.ids_per_batch}x{cfg.images_per_id} "
+            f"images, {self.model_cfg.num_classes or 'pseudo-labelled'} ids, "
+            f"{cfg.ids_per_batch}x{cfg.images_per_id} "
             f"batches, epochs {self.start_epoch}..{cfg.epochs}, device {self.device}, "
             f"amp {self.amp or 'off'}, {self.ctx.world_size} process(es)"
         )
@@ -540,6 +573,7 @@ class _Trainer:
                     f"epoch {epoch}/{cfg.epochs} loss {record['loss']:.4f} acc {record['acc']:.3f} "
                     f"lr {record['lr']:.3e} {record['images_per_s']:.1f} img/s"
                 )
+                line += self._epoch_note(record)
                 if "mAP" in record:
                     line += f" | mAP {record['mAP']:.2%} R1 {record['R1']:.2%}"
                 self._say(line)
@@ -590,8 +624,11 @@ def finetune(cfg: FinetuneConfig, hooks: Hooks | None = None) -> RunResult:
     cfg = cfg.with_absolute_paths().validate()
     if cfg.tensorboard:
         require_tensorboard()
+    trainer: type[_Trainer] = _Trainer
+    if cfg.unsupervised:
+        from reidcli.training.cluster_contrast import ClusterContrastTrainer as trainer
     ctx = du.init_distributed(device_type(cfg.device))
     try:
-        return _Trainer(cfg, ctx, hooks).run_training()
+        return trainer(cfg, ctx, hooks).run_training()
     finally:
         du.shutdown(ctx)
