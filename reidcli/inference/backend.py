@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from reidcli.data.joint import Source
 from reidcli.errors import ReidError
 from reidcli.inference.features import FeatureExtractor
 from reidcli.runtime.device import amp_dtype
@@ -27,6 +28,9 @@ class Backend:
     """(images, camids, viewids) -> (B, D) float32 features; has a `.device`."""
     transform: Callable[[Image.Image], torch.Tensor]
     provenance: dict[str, object]
+    sources: tuple[Source, ...] = ()
+    """A joint model's datasets with their camera ranges, when it has camera SIE (torch run
+    directories only)."""
 
 
 def load_backend(checkpoint: str | os.PathLike[str] | None, onnx: str | os.PathLike[str] | None,
@@ -55,4 +59,5 @@ def load_backend(checkpoint: str | os.PathLike[str] | None, onnx: str | os.PathL
                    build_test_transform(cfg.img_size, cfg.mean, cfg.std),
                    {"model": cfg.backbone, "checkpoint": str(Path(checkpoint).resolve()),  # type: ignore[arg-type]
                     "checkpoint_sha256": file_sha256(Path(checkpoint) / WEIGHTS_NAME),  # type: ignore[arg-type]
-                    "normalized": False, "flip": bool(flip)})
+                    "normalized": False, "flip": bool(flip)},
+                   tuple(Source.from_dict(s) for s in cfg.sources) if cfg.sie_camera else ())
