@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from collections import Counter
 from pathlib import Path
 
@@ -197,15 +196,14 @@ def _stop_after_first(info) -> None:
 
 
 def test_a_config_with_single_strings_resumes(worlds, tmp_path: Path) -> None:
-    """config.toml of a run made before data/eval_data became lists."""
+    """config.toml of a run made before data/eval_data became lists: single strings, which
+    is also how a run with one of each writes them still (older versions can read it)."""
     a, b = _specs(worlds)
     out = tmp_path / "old"
     with pytest.raises(_Stop):
         finetune(tiny_config(worlds[0], out, eval_data=b), Hooks(on_epoch_end=_stop_after_first))
-    path = out / "config.toml"
-    text = re.sub(r"^(data|eval_data) = \[(.*)\]$", r"\1 = \2", path.read_text(), flags=re.M)
+    text = (out / "config.toml").read_text()
     assert f'data = "{a}"' in text and f'eval_data = "{b}"' in text
-    path.write_text(text)
     result = CliRunner().invoke(app, ["-q", "finetune", "-o", str(out), "--resume"])
     assert result.exit_code == 0, result.output
     records = RunDir(out).read_metrics()

@@ -53,7 +53,8 @@ class RecipeSchema(Generic[C]):
 
     `tuple_types` names the fields written as TOML arrays and the type of their items;
     `one_or_many` those of them that also take a single value (a list that used to be one
-    value, such as `data`: old recipes and saved runs keep working).
+    value, such as `data`: old recipes and saved runs keep working); they are saved as a
+    single value when they hold one, as before, and left out when empty.
     """
 
     def __init__(self, cls: type[C], tuple_types: dict[str, type],
@@ -146,7 +147,10 @@ class RecipeSchema(Generic[C]):
         tables: dict[str, dict[str, Any]] = {}
         for name, f in self.fields.items():
             if f.metadata["section"] != "run":
-                tables.setdefault(f.metadata["section"], {})[name] = getattr(cfg, name)
+                value = getattr(cfg, name)
+                if name in self.one_or_many:  # as it was before it could be a list
+                    value = value[0] if len(value) == 1 else (value or None)
+                tables.setdefault(f.metadata["section"], {})[name] = value
         return dumps(tables, header=header)
 
     def number_problems(self, cfg: C) -> list[str]:
