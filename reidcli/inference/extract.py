@@ -10,6 +10,7 @@ the shards in rank order, so the result is identical to a single-process run.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import logging
 import os
@@ -30,6 +31,8 @@ from reidcli.errors import BankError, ReidError
 from reidcli.inference.features import FeatureExtractor, amp_dtype
 from reidcli.retrieval.bank import BankWriter, read_bank
 from reidcli.training import distributed as ddp
+from reidcli.utils.diskerrors import check_free_space
+from reidcli.utils.outputs import Output, check_output, claim_output
 from reidcli.utils.partial_h5 import partial_path
 from reidcli.utils.progress import stream_progress
 
@@ -205,56 +208,82 @@ def _merge_shards(shards: Sequence[Path], output: Path, attrs: dict[str, object]
 
 
 def extract_bank(opts: ExtractOptions) -> ExtractResult:
-    """Run `opts.checkpoint` (a run directory) over the requested images into a bank."""
-    from reidcli.models.checkpoint import load_model
-    from reidcli.models.layouts import WEIGHTS_NAME
+    """Run `opts.checkpoint` (a run directory) over the requested images into a bank.
+
+    An existing output is reused when it is complete for this model and these images and
+    otherwise replaced only with `overwrite`; the output is locked while it is written.
+    """
+    from reidcli.models.layouts import CONFIG_NAME, WEIGHTS_NAME
 
     if opts.batch_size < 1 or opts.checkpoint_every < 1:
         raise ReidError("--batch-size and the checkpoint interval must be positive")
     output = Path(opts.output)
+    ckpt = Path(opts.checkpoint)
+    claim = Output(output, "`reid extract`", inputs=[ckpt / WEIGHTS_NAME, ckpt / CONFIG_NAME],
+                   overwrite=opts.overwrite)
     ctx = ddp.init_distributed(ddp.device_type(opts.device))
     try:
-        device = ddp.resolve_device(opts.device, ctx)
-        dataset_desc, splits = gather_records(opts)
-        model, cfg = load_model(opts.checkpoint, num_classes=0, device=device)
-        provenance: dict[str, object] = {
-            "model": cfg.backbone,
-            "checkpoint": str(Path(opts.checkpoint).resolve()),
-            "checkpoint_sha256": file_sha256(Path(opts.checkpoint) / WEIGHTS_NAME),
-            "dataset": dataset_desc,
-            "normalized": False,
-            "flip": bool(opts.flip),
-        }
-        rows = {name: len(recs) for name, recs in splits.items()}
-        if output.exists():
-            if not opts.overwrite and _matches(output, provenance, rows):
-                log.info("%s is complete for this model and these images; nothing to do", output)
-                return ExtractResult(output, rows, skipped=True)
-            if not opts.overwrite:
-                raise ReidError(f"{output} exists and was made from another model or other "
-                                f"images; pass --overwrite to replace it")
-        extractor = FeatureExtractor(model, device, amp_dtype(opts.amp, device), opts.flip)
-        target = output if not ctx.enabled else output.with_name(
-            f"{output.stem}.rank{ctx.rank}{output.suffix}")
-        _discard_stale_partial(partial_path(target), provenance)
-        start = time.perf_counter()
-        progress = stream_progress(enabled=opts.progress and ctx.is_main)
-        with progress, BankWriter(target, attrs=provenance, dtype=opts.dtype, resume=True,
-                                  keep_partial=True) as writer:
-            for name, records in splits.items():
-                lo, hi = shard(len(records), ctx.rank, ctx.world_size)
-                _write_split(writer, name, records[lo:hi], extractor, cfg, opts, progress)
-        seconds = time.perf_counter() - start
-        if ctx.enabled:
-            ddp.barrier(ctx)
-            if ctx.is_main:
-                shards = [output.with_name(f"{output.stem}.rank{r}{output.suffix}")
-                          for r in range(ctx.world_size)]
-                _merge_shards(shards, output, provenance, opts.dtype, list(splits))
-            ddp.barrier(ctx)
-        return ExtractResult(output, rows, seconds=seconds)
+        with claim_output(claim, lock=ctx.is_main):
+            return _extract(opts, output, claim, ctx)
     finally:
         ddp.shutdown(ctx)
+
+
+def bank_bytes(rows: int, dim: int, dtype: str, paths: int) -> int:
+    """About how large a bank of `rows` features of `dim` values will be (`paths`: the
+    total length of the image paths)."""
+    return rows * (dim * np.dtype(dtype).itemsize + 3 * 8 + 16) + paths + 2**16
+
+
+def _extract(opts: ExtractOptions, output: Path, claim: Output,
+             ctx: ddp.DistContext) -> ExtractResult:
+    from reidcli.models.checkpoint import load_model
+    from reidcli.models.layouts import WEIGHTS_NAME
+
+    device = ddp.resolve_device(opts.device, ctx)
+    dataset_desc, splits = gather_records(opts)
+    model, cfg = load_model(opts.checkpoint, num_classes=0, device=device)
+    provenance: dict[str, object] = {
+        "model": cfg.backbone,
+        "checkpoint": str(Path(opts.checkpoint).resolve()),
+        "checkpoint_sha256": file_sha256(Path(opts.checkpoint) / WEIGHTS_NAME),
+        "dataset": dataset_desc,
+        "normalized": False,
+        "flip": bool(opts.flip),
+    }
+    rows = {name: len(recs) for name, recs in splits.items()}
+    # The generic check again, now that "ours" can be told: the same model and images.
+    check_output(dataclasses.replace(
+        claim, made_by="`reid extract` with this model and these images",
+        ours=lambda p: _matches(p, provenance, rows)))
+    if output.exists() and not opts.overwrite:
+        log.info("%s is complete for this model and these images; nothing to do", output)
+        return ExtractResult(output, rows, skipped=True)
+    target = output if not ctx.enabled else output.with_name(
+        f"{output.stem}.rank{ctx.rank}{output.suffix}")
+    partial = partial_path(target)
+    _discard_stale_partial(partial, provenance)
+    check_free_space(output, bank_bytes(
+        sum(rows.values()), model.feat_dim, opts.dtype,
+        sum(len(r.path) for recs in splits.values() for r in recs),
+    ) - (partial.stat().st_size if partial.exists() else 0))
+    extractor = FeatureExtractor(model, device, amp_dtype(opts.amp, device), opts.flip)
+    start = time.perf_counter()
+    progress = stream_progress(enabled=opts.progress and ctx.is_main)
+    with progress, BankWriter(target, attrs=provenance, dtype=opts.dtype, resume=True,
+                              keep_partial=True) as writer:
+        for name, records in splits.items():
+            lo, hi = shard(len(records), ctx.rank, ctx.world_size)
+            _write_split(writer, name, records[lo:hi], extractor, cfg, opts, progress)
+    seconds = time.perf_counter() - start
+    if ctx.enabled:
+        ddp.barrier(ctx)
+        if ctx.is_main:
+            shards = [output.with_name(f"{output.stem}.rank{r}{output.suffix}")
+                      for r in range(ctx.world_size)]
+            _merge_shards(shards, output, provenance, opts.dtype, list(splits))
+        ddp.barrier(ctx)
+    return ExtractResult(output, rows, seconds=seconds)
 
 
 def remove_partial(output: os.PathLike[str] | str) -> None:

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from reidcli.errors import TrainingError
-from reidcli.utils.io import atomic_path, atomic_write_text
+from reidcli.utils.io import atomic_torch_save, atomic_write_text
 
 CONFIG = "config.toml"
 TRAINER = "trainer.pt"
@@ -87,8 +87,7 @@ class RunDir:
 
     # -- resume state ----------------------------------------------------------------------
     def save_trainer(self, state: dict[str, Any]) -> None:
-        with atomic_path(self.trainer_path) as tmp:
-            torch.save(state, tmp)
+        atomic_torch_save(state, self.trainer_path)
 
     def load_trainer(self) -> dict[str, Any]:
         if not self.has_checkpoint():

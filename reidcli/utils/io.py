@@ -7,30 +7,71 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+from reidcli.utils.diskerrors import discard_h5, is_disk_full, write_failure
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where the system allows."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)  # elsewhere the only way to read it is to set it
+    os.umask(mask)
+    return mask
+
+
+def ensure_folder(folder: str | os.PathLike[str], option: str = "-o") -> None:
+    """Create `folder` (and its parents), as a one-line error if that is impossible."""
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        problem = write_failure(err, Path(folder) / ".", option=option)
+        if problem is None:
+            raise
+        raise problem from err
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike[str], suffix: str | None = None) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike[str], suffix: str | None = None,
+                needed: int | None = None) -> Iterator[Path]:
     """Yield a temporary path in the same folder as `path`; rename it over `path` on success.
 
     The temporary file lives in the destination folder so the final `os.replace` is a
     same-filesystem rename (atomic on POSIX). On any exception the temporary file is removed
-    and `path` is left untouched.
+    and `path` is left untouched; a full disk or a read-only folder becomes a one-line
+    `OutputError` (`needed`, the expected size if known, goes into its message). The file
+    gets the permissions of a plain `open()` under the current umask (mkstemp would make it
+    0600 for good).
     """
     dest = Path(path)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{dest.name}.", suffix=suffix if suffix is not None else ".tmp", dir=dest.parent
-    )
-    os.close(fd)
+    ensure_folder(dest.parent)
+    try:
+        fd, tmp_name = tempfile.mkstemp(
+            prefix=f".{dest.name}.", suffix=suffix if suffix is not None else ".tmp",
+            dir=dest.parent)
+    except OSError as err:
+        problem = write_failure(err, dest, needed)
+        if problem is None:
+            raise
+        raise problem from err
+    try:
+        os.fchmod(fd, 0o666 & ~current_umask())
+    finally:
+        os.close(fd)
     tmp = Path(tmp_name)
     try:
         yield tmp
         os.replace(tmp, dest)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
-        raise
+        problem = write_failure(err, dest, needed) if isinstance(err, Exception) else None
+        if problem is None:
+            raise
+        raise problem from err
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
@@ -43,3 +84,59 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """Write `data` to `path` atomically."""
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
+
+
+class _KeepWriteError:
+    """A file wrapper that remembers the OSError of a failed write: torch.save reports a full
+    disk only as "unexpected pos ..." and drops the reason."""
+
+    def __init__(self, file) -> None:  # noqa: ANN001 - any binary file object
+        self.file = file
+        self.error: OSError | None = None
+
+    def write(self, data) -> int:  # noqa: ANN001 - bytes-like
+        try:
+            return self.file.write(data)
+        except OSError as err:
+            self.error = err
+            raise
+
+    def flush(self) -> None:
+        self.file.flush()
+
+
+def atomic_torch_save(obj: object, path: str | os.PathLike[str]) -> None:
+    """`torch.save(obj, path)` atomically; a full disk is an `OutputError`, not a traceback."""
+    import torch
+
+    with atomic_path(path) as tmp, tmp.open("wb") as f:
+        writer = _KeepWriteError(f)
+        try:
+            torch.save(obj, writer)  # type: ignore[arg-type]
+        except RuntimeError as err:
+            if writer.error is not None:
+                raise writer.error from err
+            raise
+
+
+@contextlib.contextmanager
+def atomic_h5(path: str | os.PathLike[str], needed: int | None = None) -> Iterator[Any]:
+    """A new HDF5 file (h5py, mode "w") that replaces `path` atomically when the block ends.
+
+    A failed write (full disk) discards the file before HDF5 retries its cached writes at
+    close, which would otherwise crash the process (see `discard_h5`).
+    """
+    import h5py
+
+    with atomic_path(path, suffix=".h5.tmp", needed=needed) as tmp:
+        f = h5py.File(tmp, "w")
+        try:
+            yield f
+            f.close()
+        except BaseException as err:
+            if is_disk_full(err):
+                discard_h5(f, tmp)
+            else:
+                with contextlib.suppress(Exception):
+                    f.close()
+            raise

@@ -17,6 +17,7 @@ from typing import Any, Self
 import h5py
 
 from reidcli.errors import ReidError
+from reidcli.utils.diskerrors import discard_h5, is_disk_full, write_failure
 
 
 def partial_path(path: str | os.PathLike[str]) -> Path:
@@ -67,8 +68,12 @@ class PartialH5Writer:
         os.replace(self.tmp, self.path)
         return self.path
 
-    def abort(self) -> None:
-        """Close without finishing; the partial file is kept only if `keep_partial`."""
+    def abort(self, error: BaseException | None = None) -> None:
+        """Close without finishing; the partial file is kept only if `keep_partial` (and
+        the failure was not a full disk, after which its content cannot be trusted)."""
+        if self._file is not None and error is not None and is_disk_full(error):
+            discard_h5(self._file, self.tmp)
+            self._file = None
         if self._file is not None:
             self._file.close()
             self._file = None
@@ -79,11 +84,24 @@ class PartialH5Writer:
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, exc_type: object, *exc: object) -> None:
-        if exc_type is None:
-            if self._file is not None:
-                self.finish()
-            return
-        if self.keep_rows_on_error and self.keep_partial and self._file is not None:
-            self.checkpoint()
-        self.abort()
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        try:
+            if exc_type is None:
+                if self._file is not None:
+                    self.finish()
+                return
+            if (self.keep_rows_on_error and self.keep_partial and self._file is not None
+                    and not is_disk_full(exc)):  # type: ignore[arg-type]
+                self.checkpoint()
+        except Exception as err:
+            self.abort(err)
+            self._raise_reported(err)
+            raise
+        self.abort(exc)
+        self._raise_reported(exc)  # type: ignore[arg-type]
+
+    def _raise_reported(self, err: BaseException) -> None:
+        """A full disk or a read-only folder becomes a one-line error naming the file."""
+        problem = write_failure(err, self.path) if isinstance(err, Exception) else None
+        if problem is not None and problem is not err:
+            raise problem from err
