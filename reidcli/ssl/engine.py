@@ -62,7 +62,8 @@ from reidcli.ssl.network import SSLNetwork, token_grid
 from reidcli.ssl.objective import Objective
 from reidcli.ssl.schedules import Schedules, build_schedules
 from reidcli.training import distributed as du
-from reidcli.training.rundir import RunDir
+from reidcli.training.rundir import RunDir, run_output
+from reidcli.utils.outputs import claim_output, spec_path
 
 log = logging.getLogger(__name__)
 
@@ -230,6 +231,8 @@ class _Pretrainer:
     # -- set-up ----------------------------------------------------------------------------
     def start(self) -> int:
         """Prepare the run directory; the iteration to start from."""
+        if self.ctx.is_main:  # trainer.pt: student, teacher, two Adam moments; the export
+            self.run.check_space(sum(p.numel() for p in self.student_net.parameters()), 5)
         if not self.cfg.resume:
             if self.ctx.is_main:
                 self.run.prepare_new()
@@ -404,13 +407,16 @@ def pretrain(cfg: PretrainConfig) -> PretrainResult:
     if cfg.resume:
         resume_config(cfg)
     ctx = du.init_distributed(du.device_type(cfg.device))
+    out = run_output(cfg.output, "`reid pretrain` or `reid finetune`",
+                     [spec_path(cfg.data), cfg.subset, cfg.init])
     try:
         device = du.resolve_device(cfg.device, ctx)
         if cfg.batch_size % ctx.world_size:
             raise ReidError(
                 f"batch size {cfg.batch_size} is not divisible by {ctx.world_size} processes"
             )
-        return _Pretrainer(cfg, ctx, device).fit()
+        with claim_output(out, lock=ctx.is_main):
+            return _Pretrainer(cfg, ctx, device).fit()
     finally:
         du.shutdown(ctx)
 

@@ -43,8 +43,9 @@ from reidcli.training.losses import ReidLoss, accuracy
 from reidcli.training.optim import build_optimizer
 from reidcli.training.progress import TrainProgress, print_summary
 from reidcli.training.rng import capture_rng, restore_rng, seed_everything
-from reidcli.training.rundir import RunDir
+from reidcli.training.rundir import RunDir, run_output
 from reidcli.training.schedule import build_scheduler
+from reidcli.utils.outputs import claim_output, spec_path
 
 log = logging.getLogger(__name__)
 
@@ -196,6 +197,8 @@ class _Trainer:
             model.freeze_backbone()
             if not cfg.pretrained:
                 log.warning("--freeze-backbone without --pretrained trains on random features")
+        if self.main:  # weights + optimiser state in trainer.pt + the best weights
+            self.run.check_space(sum(p.numel() for p in model.parameters()), copies=4)
         self.model = model.to(self.device)
         if ctx.enabled:
             self.ddp: nn.Module = DistributedDataParallel(
@@ -513,7 +516,10 @@ def finetune(cfg: FinetuneConfig, hooks: Hooks | None = None) -> RunResult:
     """
     cfg.validate()
     ctx = du.init_distributed(du.device_type(cfg.device))
+    out = run_output(cfg.output, "`reid finetune` or `reid pretrain`",
+                     [cfg.pretrained, spec_path(cfg.data)])
     try:
-        return _Trainer(cfg, ctx, hooks).run_training()
+        with claim_output(out, lock=ctx.is_main):
+            return _Trainer(cfg, ctx, hooks).run_training()
     finally:
         du.shutdown(ctx)

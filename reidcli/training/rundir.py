@@ -18,7 +18,9 @@ epoch: it is the commit point that `--resume` continues from.
 from __future__ import annotations
 
 import json
+import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +28,9 @@ import torch
 from torch import nn
 
 from reidcli.errors import TrainingError
+from reidcli.utils.diskerrors import check_free_space
 from reidcli.utils.io import atomic_torch_save, atomic_write_text
+from reidcli.utils.outputs import Output
 
 CONFIG = "config.toml"
 TRAINER = "trainer.pt"
@@ -35,9 +39,39 @@ LOG = "train.log"
 BEST = "best"
 
 
+RUN_FILES = (CONFIG, TRAINER, METRICS, LOG, BEST, "model.safetensors", "model.json")
+"""What a run writes into its directory (`reid finetune` and `reid pretrain`)."""
+
+
+def is_run_dir(root: Path) -> bool:
+    """Whether a run may write into `root`: none of the names it writes is there yet, or
+    it is already a run directory (a config.toml that a run wrote)."""
+    if not any((root / name).exists() for name in RUN_FILES):
+        return True
+    try:
+        with (root / CONFIG).open(encoding="utf-8") as f:
+            return f.readline().startswith("# reid ")
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def run_output(root: str | Path, made_by: str,
+               inputs: Sequence[str | os.PathLike[str] | None]) -> Output:
+    """A run directory as an output: refused if it holds an input (e.g. `--pretrained` is
+    this folder) or files that no run wrote; `claim_output` locks it for the run."""
+    return Output(root, made_by, ours=is_run_dir, inputs=inputs, flag=None, directory=True)
+
+
 class RunDir:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
+
+    def check_space(self, parameters: int, copies: int) -> None:
+        """Refuse to start when the disk cannot hold `copies` float32 copies of
+        `parameters` values (weights, optimiser state) beyond what the run already has."""
+        have = sum(p.stat().st_size for p in self.root.glob("**/*") if p.is_file()) \
+            if self.root.is_dir() else 0
+        check_free_space(self.trainer_path, 4 * parameters * copies - have)
 
     @property
     def config_path(self) -> Path:
