@@ -66,14 +66,19 @@ def is_disk_full(err: BaseException) -> bool:
 
 
 def write_failure(err: BaseException, path: str | os.PathLike[str],
-                  needed: int | None = None, option: str = "-o") -> OutputError | None:
-    """A one-line error for a failed write of `path`, or None if `err` is something else."""
+                  needed: int | None = None, option: str = "-o",
+                  within: str | os.PathLike[str] | None = None) -> OutputError | None:
+    """A one-line error for a failed write of `path`, or None if `err` is something else.
+
+    `within`: the (staging) folder whose files are written for `path`, if any.
+    """
     if isinstance(err, OutputError):
         return err
     code = error_number(err)
     where = Path(path)
     culprit = getattr(err, "filename", None)
-    if culprit and not _concerns(Path(culprit).absolute(), where.absolute()):
+    if culprit and not _concerns(Path(culprit).absolute(), where.absolute()) and not (
+            within is not None and Path(within).absolute() in Path(culprit).absolute().parents):
         return None  # about another file (an input, say), not the one being written
     if code in _NO_SPACE:
         free = free_bytes(where.parent)

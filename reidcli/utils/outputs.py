@@ -7,7 +7,7 @@
 `claim_output` refuses an output that is one of the command's inputs (the same file once
 links are resolved, or for a run directory an input inside it), refuses to replace an
 existing file the command did not make unless told to (`--overwrite`), creates the
-folder, fails early when that folder cannot be written, and holds the output's exclusive
+parent folder, fails early when that folder cannot be written, and holds the output's exclusive
 lock (`reidcli.utils.lock`) until the block ends.
 """
 
@@ -107,13 +107,14 @@ def claim_output(out: Output, lock: bool = True) -> Iterator[Path]:
     """
     check_output(out)
     dest = Path(out.path)
-    folder = dest if out.directory else dest.parent
-    ensure_folder(folder, out.option)
+    ensure_folder(dest.parent, out.option)
     if not lock:
         yield dest
         return
     with output_lock(dest, out.option):
-        check_writable(folder, dest, out.option)
+        # An existing run directory is written into; anything else is created beside.
+        check_writable(dest if out.directory and dest.is_dir() else dest.parent, dest,
+                       out.option)
         # Checked again under the lock: the run that held it may have just written it.
         check_output(out)
         yield dest
