@@ -26,7 +26,7 @@ import h5py
 import numpy as np
 
 from reidcli.errors import BankError
-from reidcli.utils.io import atomic_path
+from reidcli.utils.io import atomic_path, open_h5_for_writing
 from reidcli.utils.partial_h5 import PartialH5Writer
 
 log = logging.getLogger(__name__)
@@ -269,7 +269,7 @@ class BankWriter(PartialH5Writer):
         self._committed: dict[str, int] = {}
         self._file = self._reopen() if resume and self.tmp.exists() else None
         if self._file is None:
-            self._file = h5py.File(self.tmp, "w")
+            self._file = open_h5_for_writing(self.tmp)
             self._file.attrs["format"] = BANK_FORMAT
             self._file.attrs["version"] = BANK_VERSION
             self._file.attrs["created"] = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
@@ -279,7 +279,7 @@ class BankWriter(PartialH5Writer):
 
     def _reopen(self) -> h5py.File | None:
         try:
-            f = h5py.File(self.tmp, "r+")
+            f = open_h5_for_writing(self.tmp, "r+")
         except OSError as err:
             log.warning("partial bank %s is unreadable (%s); starting over", self.tmp, err)
             return None

@@ -26,6 +26,7 @@ import numpy as np
 
 from reidcli.errors import BankError
 from reidcli.retrieval.bank import check_format
+from reidcli.utils.io import open_h5_for_writing
 from reidcli.utils.partial_h5 import PartialH5Writer
 
 log = logging.getLogger(__name__)
@@ -122,7 +123,7 @@ class ScoreWriter(PartialH5Writer):
             self._file = self._create()
 
     def _create(self) -> h5py.File:
-        f = h5py.File(self.tmp, "w")
+        f = open_h5_for_writing(self.tmp)
         f.attrs["format"] = SCORES_FORMAT
         f.attrs["version"] = SCORES_VERSION
         f.attrs["created"] = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
@@ -135,7 +136,7 @@ class ScoreWriter(PartialH5Writer):
 
     def _reopen(self) -> h5py.File | None:
         try:
-            f = h5py.File(self.tmp, "r+")
+            f = open_h5_for_writing(self.tmp, "r+")
         except OSError as err:
             log.warning("partial scores file %s is unreadable (%s); starting over", self.tmp, err)
             self.tmp.unlink()

@@ -104,13 +104,17 @@ def _concerns(culprit: Path, target: Path) -> bool:
 def discard_h5(file: Any, path: str | os.PathLike[str]) -> None:
     """Close an h5py file whose writes failed, then delete it.
 
-    HDF5 keeps the unwritten chunks and metadata in its cache and tries to write them again
-    when the file is closed; on a full disk that fails again and the library crashes the
-    process at exit (a segfault). Truncating the file first gives the space back, so the
-    final flush succeeds into a file that is then removed.
+    HDF5 keeps the unwritten chunks and metadata in its cache and writes them again when the
+    file is closed; on a full disk that fails again, the file stays open, and the library
+    crashes the process at exit (a segfault). Pointing the file's descriptor at /dev/null
+    first lets that last flush succeed harmlessly; the file is then removed.
     """
-    with contextlib.suppress(OSError):
-        os.truncate(path, 0)
+    with contextlib.suppress(Exception):
+        handle = file.id.get_vfd_handle()
+        if isinstance(handle, int) and handle >= 0:
+            null = os.open(os.devnull, os.O_RDWR)
+            os.dup2(null, handle)
+            os.close(null)
     with contextlib.suppress(Exception):
         file.close()
     with contextlib.suppress(FileNotFoundError):

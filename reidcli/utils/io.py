@@ -119,6 +119,20 @@ def atomic_torch_save(obj: object, path: str | os.PathLike[str]) -> None:
             raise
 
 
+def open_h5_for_writing(path: str | os.PathLike[str], mode: str = "w") -> Any:
+    """`h5py.File(path, mode)` without a chunk cache, for every file reidcli writes.
+
+    With the cache, a chunk is written when its dataset handle is garbage-collected; on a
+    full disk that write fails inside a destructor, where it cannot be caught, and HDF5
+    later crashes the process. Without it every write happens in the call that asked for
+    it and fails there as an exception (and appends are no slower: measured 0.6-0.8 s
+    against 1.2 s for 25,600 rows of 768 floats).
+    """
+    import h5py
+
+    return h5py.File(path, mode, rdcc_nbytes=0)
+
+
 @contextlib.contextmanager
 def atomic_h5(path: str | os.PathLike[str], needed: int | None = None) -> Iterator[Any]:
     """A new HDF5 file (h5py, mode "w") that replaces `path` atomically when the block ends.
@@ -126,12 +140,13 @@ def atomic_h5(path: str | os.PathLike[str], needed: int | None = None) -> Iterat
     A failed write (full disk) discards the file before HDF5 retries its cached writes at
     close, which would otherwise crash the process (see `discard_h5`).
     """
-    import h5py
-
     with atomic_path(path, suffix=".h5.tmp", needed=needed) as tmp:
-        f = h5py.File(tmp, "w")
+        f = open_h5_for_writing(tmp)
         try:
             yield f
+            # A failed flush leaves the file open and closable (see `discard_h5`); a close
+            # that fails to write leaves HDF5 unable to close it ever again.
+            f.flush()
             f.close()
         except BaseException as err:
             if is_disk_full(err):

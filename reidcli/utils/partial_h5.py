@@ -63,6 +63,7 @@ class PartialH5Writer:
         self.checkpoint()
         self._uncommit()
         assert self._file is not None
+        self._file.flush()  # a write that fails here can still be discarded (`discard_h5`)
         self._file.close()
         self._file = None
         os.replace(self.tmp, self.path)
