@@ -349,9 +349,9 @@ def test_synth_on_a_full_disk_leaves_nothing(tmp_path: Path) -> None:
 
 # -- item 7: a read-only output folder, in every writing command ---------------------------
 
-def _read_only(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
-    """Make creating anything under `folder` fail with EROFS, as on a read-only mount
-    (chmod does not stop root, which the tests may run as)."""
+def _read_only(monkeypatch: pytest.MonkeyPatch, folder: Path, code: int = errno.EROFS) -> None:
+    """Make creating anything under `folder` fail with `code` (EROFS: a read-only mount;
+    EACCES: no write permission), which chmod cannot do for root (the tests may run as)."""
     real_open, real_mkdir = os.open, os.mkdir
 
     def inside(path: object) -> bool:
@@ -359,7 +359,7 @@ def _read_only(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
         return p == folder or folder in p.parents
 
     def refuse(path: object) -> OSError:
-        return OSError(errno.EROFS, os.strerror(errno.EROFS), os.fspath(path))  # type: ignore
+        return OSError(code, os.strerror(code), os.fspath(path))  # type: ignore
 
     def fake_open(path, flags, mode=0o777, *, dir_fd=None):  # noqa: ANN001
         if flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT) and inside(path):
@@ -409,6 +409,18 @@ def test_read_only_output_folder_is_one_line(command: str, bank: Path, model_run
     args = _writing_commands(bank, model_run, source, ro)[command]
     _read_only(monkeypatch, ro)
     _refused(_invoke(*args), "read-only file system")
+    assert list(ro.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", ["rerank", "finetune", "synth market"])
+def test_unwritable_output_folder_is_one_line(command: str, bank: Path, model_run: Path,
+                                              source: Path, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    args = _writing_commands(bank, model_run, source, ro)[command]
+    _read_only(monkeypatch, ro, errno.EACCES)
+    _refused(_invoke(*args), "permission denied", str(ro))
     assert list(ro.iterdir()) == []
 
 
