@@ -66,7 +66,7 @@ def is_disk_full(err: BaseException) -> bool:
 
 
 def write_failure(err: BaseException, path: str | os.PathLike[str],
-                  needed: int | None = None, option: str = "-o",
+                  needed: int | None = None, option: str | None = None,
                   within: str | os.PathLike[str] | None = None) -> OutputError | None:
     """A one-line error for a failed write of `path`, or None if `err` is something else.
 
@@ -80,6 +80,7 @@ def write_failure(err: BaseException, path: str | os.PathLike[str],
     if culprit and not _concerns(Path(culprit).absolute(), where.absolute()) and not (
             within is not None and Path(within).absolute() in Path(culprit).absolute().parents):
         return None  # about another file (an input, say), not the one being written
+    elsewhere = f"choose another {option}" if option else "write elsewhere"
     if code in _NO_SPACE:
         free = free_bytes(where.parent)
         have = f"; {where.parent.absolute()} has {human_bytes(free)} free" if free is not None \
@@ -87,11 +88,11 @@ def write_failure(err: BaseException, path: str | os.PathLike[str],
         need = f", it needs about {human_bytes(needed)}" if needed else ""
         what = "the file size limit was reached" if code == errno.EFBIG else "the disk is full"
         return OutputError(f"cannot write {where}: {what}{need}{have}; nothing was written "
-                           f"under that name; free some space or choose another {option}")
+                           f"under that name; free some space or {elsewhere}")
     if code in _NOT_WRITABLE:
         why = "read-only file system" if code == errno.EROFS else "permission denied"
         return OutputError(f"cannot write {where}: {why} ({where.parent.absolute()} is not "
-                           f"writable); choose another {option}")
+                           f"writable); {elsewhere}")
     return None
 
 

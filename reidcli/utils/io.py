@@ -23,7 +23,7 @@ def current_umask() -> int:
     return mask
 
 
-def ensure_folder(folder: str | os.PathLike[str], option: str = "-o") -> None:
+def ensure_folder(folder: str | os.PathLike[str], option: str | None = None) -> None:
     """Create `folder` (and its parents), as a one-line error if that is impossible."""
     try:
         Path(folder).mkdir(parents=True, exist_ok=True)

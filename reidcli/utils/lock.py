@@ -40,7 +40,10 @@ def lock_path(output: str | os.PathLike[str]) -> Path:
 
 def _holder() -> str:
     started = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-    command = " ".join([Path(sys.argv[0]).name, *sys.argv[1:3]]) if sys.argv else "python"
+    program = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path("python")
+    name = program.parent.name if program.name == "__main__.py" else program.name  # -m reidcli
+    sub = next((a for a in sys.argv[1:] if not a.startswith("-")), "")  # the subcommand
+    command = f"{name} {sub}".strip()
     return json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": started,
                        "command": command})
 
