@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from reidcli.data import load_dataset
 from reidcli.errors import ReidError
@@ -120,21 +119,12 @@ def _header(opts: CfsOptions, images: SourceImages, source_run: Path, target_run
     }
 
 
-def _device_type(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        return torch.device(device).type
-    except RuntimeError as err:
-        raise ReidError(f"unknown device {device!r}: {err}") from None
-
-
 def cfs_filter(opts: CfsOptions) -> CfsResult | None:
     """Run the stage; the result on rank 0 (None on the other ranks of a torchrun job)."""
     images = load_source(opts.source, opts.data_root)
     n_keep = count_to_keep(len(images), opts.keep, opts.keep_count)
     check_listable(images.relative)
-    ctx = ddp.init_distributed(_device_type(opts.device))
+    ctx = ddp.init_distributed(ddp.device_type(opts.device))
     held = contextlib.ExitStack()
     try:
         held.enter_context(claim_output(Output(
