@@ -227,6 +227,15 @@ def test_a_run_directory_is_locked_for_the_run(tmp_path: Path, holder) -> None:
     assert not run.exists()
 
 
+def test_every_spelling_of_an_output_shares_its_lock(tmp_path: Path, holder) -> None:
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    proc = holder(tmp_path / "real" / "x.h5")
+    for spelling in (tmp_path / "link" / "x.h5", tmp_path / "real" / ".." / "real" / "x.h5"):
+        with pytest.raises(OutputError, match=f"pid {proc.pid}"), output_lock(spelling):
+            pass
+
+
 def test_locks_are_reentrant_within_a_process_and_removed_after(tmp_path: Path) -> None:
     out = tmp_path / "x.h5"
     with output_lock(out) as first, output_lock(out) as second:

@@ -32,10 +32,10 @@ _held: dict[Path, int] = {}
 
 def lock_path(output: str | os.PathLike[str]) -> Path:
     """The lock file of `output`: beside it, so it also covers a folder that is replaced
-    whole by a rename (`reid synth`)."""
-    dest = Path(os.path.abspath(output))
-    parent = Path(os.path.realpath(dest.parent))
-    return parent / f".{dest.name}.lock"
+    whole by a rename (`reid synth`). Links are resolved: every spelling of one output
+    shares one lock."""
+    dest = Path(os.path.realpath(output))
+    return dest.parent / f".{dest.name}.lock"
 
 
 def _holder() -> str:
