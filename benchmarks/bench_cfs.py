@@ -26,8 +26,8 @@ import torch
 from PIL import Image
 
 from reidcli.data.records import ImageRecord
-from reidcli.inference.features import amp_dtype
 from reidcli.models import ModelConfig, build_model, save_model
+from reidcli.runtime.device import amp_dtype
 from reidcli.selection.pipeline import load_source
 from reidcli.selection.score import ProxyPair, ScoreOptions, SourceImages, score_images
 

@@ -52,6 +52,26 @@ def _machine() -> str:
             f"({torch.get_num_threads()} threads), Python {platform.python_version()}")
 
 
+def preload_batches(records: list, cfg, run_dir: Path, batch_size: int) -> list[tuple]:
+    """The exact batches extract would see (same transform, same batching), in memory."""
+    opts = ExtractOptions(checkpoint=run_dir, output=run_dir, batch_size=batch_size, workers=0)
+    return [(imgs, cams, views) for imgs, _, cams, views, _ in _loader(records, cfg, opts,
+                                                                        pin=False)]
+
+
+def forward_rate(model: torch.nn.Module, batches: list[tuple], device: torch.device,
+                 amp: torch.dtype | None = None) -> float:
+    """Images/s of the bare eval-mode forward over `batches`, features copied back to the
+    host as extraction does."""
+    n = sum(b[0].shape[0] for b in batches)
+    autocast = torch.autocast(device.type, dtype=amp, enabled=amp is not None)
+    start = time.perf_counter()
+    with torch.inference_mode(), autocast:
+        for imgs, cams, views in batches:
+            model(imgs.to(device), cams.to(device), views.to(device)).float().cpu()
+    return n / (time.perf_counter() - start)
+
+
 def _run(argv: list[str]) -> None:
     print("$ " + " ".join(shlex.quote(a) for a in argv), flush=True)
     subprocess.run(argv, check=True, cwd=REPO, capture_output=True, text=True)
@@ -91,19 +111,11 @@ def main() -> None:
     opts = ExtractOptions(checkpoint=run_dir, output=out / "bank.h5", data=spec,
                           batch_size=args.batch_size, workers=args.workers, device=args.device,
                           amp="off", overwrite=True, progress=False)
-    # Pre-load the exact batches extract would see (same transform, same batching).
-    batches = [(imgs, cams, views) for imgs, _, cams, views, _ in
-               _loader(records, cfg, ExtractOptions(checkpoint=run_dir, output=out,
-                                                     batch_size=args.batch_size, workers=0),
-                       pin=False)]
+    batches = preload_batches(records, cfg, run_dir, args.batch_size)
     n = len(records)
 
-    def forward_rate() -> float:
-        start = time.perf_counter()
-        with torch.inference_mode():
-            for imgs, cams, views in batches:
-                model(imgs.to(device), cams.to(device), views.to(device)).float().cpu()
-        return n / (time.perf_counter() - start)
+    def bare_rate() -> float:
+        return forward_rate(model, batches, device)
 
     def loader_rate() -> float:
         start = time.perf_counter()
@@ -114,7 +126,7 @@ def main() -> None:
     def extract_rate() -> float:
         return extract_bank(opts).images_per_second
 
-    forward_rate()  # warm-up: first-call allocations and kernel selection
+    bare_rate()  # warm-up: first-call allocations and kernel selection
     # CPU seconds per image, robust to other jobs' load. One thread for both: DataLoader
     # workers run one thread each, and on an oversubscribed machine a second OpenMP thread
     # spin-waiting for a core shows up as CPU time (measured: 30 ms vs 1.5 ms per image
@@ -122,7 +134,7 @@ def main() -> None:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     c0 = time.process_time()
-    forward_rate()
+    bare_rate()
     cpu_fwd = (time.process_time() - c0) / n
     c0 = time.process_time()
     for _ in _loader(records, cfg, ExtractOptions(checkpoint=run_dir, output=out,
@@ -135,7 +147,7 @@ def main() -> None:
     rates: dict[str, list[float]] = {"extract": [], "forward": [], "loader": []}
     cpu_start = time.process_time()
     for r in range(args.repeats):
-        for name, fn in (("forward", forward_rate), ("extract", extract_rate),
+        for name, fn in (("forward", bare_rate), ("extract", extract_rate),
                          ("loader", loader_rate)):
             rates[name].append(fn())
         ratios = rates["extract"][-1] / rates["forward"][-1]

@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from reidcli.runtime.rundir import WEIGHTS_NAME, RunDir
 from reidcli.utils.io import atomic_write_text
 
 REID = str(Path(sys.executable).with_name("reid"))
@@ -78,13 +79,13 @@ def cached(target: Path, cmd: list[str], cwd: Path, env: dict[str, str],
 
 def metrics(run_dir: Path) -> list[dict[str, Any]]:
     """The records of a run's metrics.jsonl (fine-tuning or pre-training)."""
-    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
-    return [json.loads(line) for line in lines if line.strip()]
+    return RunDir(run_dir).read_metrics()
 
 
 def run_model(run_dir: Path) -> bool:
     """A finished `reid pretrain` / `reid finetune` run: final model and metrics written."""
-    return (run_dir / "model.safetensors").is_file() and (run_dir / "metrics.jsonl").is_file()
+    run = RunDir(run_dir)
+    return (run.root / WEIGHTS_NAME).is_file() and run.metrics_path.is_file()
 
 
 def parallel(jobs: int, fn: Callable[[T], R], items: Iterable[T]) -> list[R]:

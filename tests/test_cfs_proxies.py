@@ -12,8 +12,8 @@ from _training_data import write_market
 
 from reidcli.data import load_dataset
 from reidcli.errors import ReidError
-from reidcli.inference.extract import file_sha256
 from reidcli.models import read_config
+from reidcli.runtime.files import file_sha256
 from reidcli.selection.pipeline import CfsOptions, cfs_filter, load_source
 from reidcli.selection.proxies import SAMPLE_LIST, ProxySettings, write_sample
 from reidcli.selection.scorefile import read_scores

@@ -18,12 +18,13 @@ from reidcli.data import load_dataset
 from reidcli.data.transforms import build_test_transform
 from reidcli.errors import ReidError
 from reidcli.inference import extract as extract_mod
-from reidcli.inference.extract import ExtractOptions, extract_bank, shard
+from reidcli.inference.extract import ExtractOptions, extract_bank
 from reidcli.inference.features import FeatureExtractor
 from reidcli.models.checkpoint import load_model, save_model
 from reidcli.models.config import ModelConfig
 from reidcli.models.reid_model import build_model
 from reidcli.retrieval.bank import read_bank
+from reidcli.runtime.files import shard
 from reidcli.utils.partial_h5 import partial_path
 
 SIZE = (64, 32)

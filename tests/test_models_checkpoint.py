@@ -18,6 +18,7 @@ from timm.models.vision_transformer import VisionTransformer
 
 from reidcli.errors import CheckpointError
 from reidcli.models import ModelConfig, build_model, load_model, load_pretrained, save_model
+from reidcli.models.checkpoint import export_config
 from reidcli.models.pretrained import infer_old_grid
 
 TINY = "vit-tiny-test"
@@ -99,6 +100,23 @@ def test_load_model_detects_mixed_up_files(tmp_path: Path) -> None:
 
 
 # --- load_pretrained: layouts ------------------------------------------------------------
+
+
+def test_export_config_whichever_way_the_export_is_named(tmp_path: Path) -> None:
+    cfg = ModelConfig(backbone="vit-tiny-test", img_size=(64, 32),
+                      mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+    save_model(tmp_path / "run", build_model(cfg), cfg)
+    assert export_config(tmp_path / "run") == cfg
+    assert export_config(tmp_path / "run" / "model.safetensors") == cfg
+    # A weights file on its own carries its config in the safetensors metadata.
+    (tmp_path / "run" / "model.safetensors").rename(tmp_path / "moved.safetensors")
+    assert export_config(tmp_path / "moved.safetensors") == cfg
+    # Any other file of a run directory (a pre-training trainer.pt) reads the model.json.
+    torch.save({}, tmp_path / "run" / "trainer.pt")
+    assert export_config(tmp_path / "run" / "trainer.pt") == cfg
+    save_file({"w": torch.zeros(1)}, str(tmp_path / "plain.safetensors"))
+    assert export_config(tmp_path / "plain.safetensors") is None
+    assert export_config("timm") is None
 
 
 def test_timm_state_dict_from_imagenet_grid(tmp_path: Path) -> None:

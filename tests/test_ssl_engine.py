@@ -19,7 +19,7 @@ from reidcli.errors import TrainingError
 from reidcli.models import ModelConfig, build_model, load_model, load_pretrained
 from reidcli.ssl.config import PretrainConfig, resolve_config
 from reidcli.ssl.engine import pretrain
-from reidcli.ssl.network import SSLNetwork, vit_tokens
+from reidcli.ssl.network import SSLNetwork, crop_pos_embed, vit_tokens
 
 
 @pytest.fixture(autouse=True)
@@ -66,6 +66,42 @@ def dino_run(images: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+def test_step_seed_follows_the_run_seed(
+    images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import reidcli.ssl.engine as engine
+
+    calls: list[tuple[int, int, int]] = []
+    real = engine.step_seed
+
+    def record(seed: int, it: int, rank: int) -> int:
+        calls.append((seed, it, rank))
+        return real(seed, it, rank)
+
+    monkeypatch.setattr(engine, "step_seed", record)
+    with torch.random.fork_rng():
+        pretrain(tiny(images, tmp_path / "run", seed=7, max_iters=2, epochs=1))
+    assert calls == [(7, 0, 0), (7, 1, 0)]
+
+
+def test_student_and_teacher_go_through_sync_batchnorm(
+    images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from reidcli.runtime import distributed
+
+    seen: list[list[str]] = []
+    real = distributed.sync_batchnorm
+
+    def record(model, ctx, device):
+        seen.append([type(m).__name__ for m in model])
+        return real(model, ctx, device)
+
+    monkeypatch.setattr(distributed, "sync_batchnorm", record)
+    with torch.random.fork_rng():
+        pretrain(tiny(images, tmp_path / "run", stem="ics", max_iters=1, epochs=1))
+    assert seen == [["SSLNetwork", "SSLNetwork"]]  # both, in one call (one warning on CPU)
+
+
 def test_dino_run_directory(dino_run: Path) -> None:
     for name in ("config.toml", "trainer.pt", "model.safetensors", "model.json",
                  "metrics.jsonl", "train.log"):
@@ -75,6 +111,7 @@ def test_dino_run_directory(dino_run: Path) -> None:
     for key in ("loss", "lr", "momentum", "teacher_temp", "images_per_s", "teacher_entropy",
                 "centre_norm", "peak_memory_mb"):
         assert np.isfinite(records[-1][key]), key
+    assert all(0 <= r["loader_wait_s"] <= r["epoch_time_s"] for r in records)
     state = _trainer(dino_run)
     assert state["iteration"] == 4
     assert {"student", "teacher", "objective", "optimizer", "scaler"} <= set(state)
@@ -165,7 +202,8 @@ def test_pass_run_and_export(images: Path, tmp_path: Path) -> None:
     res = pretrain(tiny(images, out, method="pass", parts=3, part_crops=1, epochs=1))
     record = res.metrics[-1]
     terms = [record[k] for k in ("loss_cls", "loss_part0", "loss_part1", "loss_part2")]
-    assert record["loss"] == pytest.approx(sum(terms) / 4, rel=1e-5)
+    # Pair terms with 2 globals + 3 x 1 locals: [CLS] 2 x 5 - 2 = 8, each part 2 x 3 - 2 = 4.
+    assert record["loss"] == pytest.approx((8 * terms[0] + 4 * sum(terms[1:])) / 20, rel=1e-5)
     model, cfg = load_model(out)
     assert cfg.part_tokens == 3
     assert model(torch.randn(1, 3, 64, 32)).shape == (1, 128)  # concat(CLS, mean(PARTs))
@@ -188,6 +226,42 @@ def test_pass_local_views_carry_only_their_part(images: Path) -> None:
     assert torch.equal(out.parts[2][2], out2.parts[2][2])
     assert not torch.equal(out.parts[1][2], out2.parts[1][2])
     assert not torch.equal(out.parts[0][0], out2.parts[0][0])  # globals carry every PART
+
+
+def test_crop_position_table_follows_dino_interpolation() -> None:
+    from timm.layers import resample_abs_pos_embed
+
+    torch.manual_seed(0)
+    pos = torch.randn(1, 1 + 16 * 8, 24) * 0.02  # [CLS] slot + a 256x128 grid at patch 16
+    ours = crop_pos_embed(pos, (8, 4), (16, 8), num_prefix=1)
+    # DINO's interpolate_pos_encoding: the grid plus 0.1 over the old grid, as scale factors.
+    table = pos[:, 1:].reshape(1, 16, 8, 24).permute(0, 3, 1, 2)
+    ref = torch.nn.functional.interpolate(table, scale_factor=(8.1 / 16, 4.1 / 8),
+                                          mode="bicubic")
+    ref = torch.cat([pos[:, :1], ref.permute(0, 2, 3, 1).reshape(1, 32, 24)], dim=1)
+    assert torch.equal(ours, ref)
+    # A size-based resample samples other positions.
+    timm = resample_abs_pos_embed(pos, new_size=[8, 4], old_size=[16, 8], num_prefix_tokens=1,
+                                  interpolation="bicubic", antialias=False)
+    assert (timm - ours).abs().max() > 1e-3
+
+
+def test_local_crops_use_the_dino_position_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    import reidcli.ssl.network as network
+
+    calls = []
+    real = network.crop_pos_embed
+
+    def record(pos, grid, old_grid, num_prefix):
+        calls.append((grid, old_grid, num_prefix))
+        return real(pos, grid, old_grid, num_prefix)
+
+    monkeypatch.setattr(network, "crop_pos_embed", record)
+    model = build_model(ModelConfig(backbone="vit-tiny-test", img_size=(64, 32), drop_path=0.0))
+    vit_tokens(model.backbone, torch.randn(1, 3, 64, 32))
+    assert calls == []  # the model's own size: the table as it is
+    out = vit_tokens(model.backbone, torch.randn(1, 3, 32, 16))
+    assert calls == [((2, 1), (4, 2), 1)] and out.shape[1] == 1 + 2
 
 
 def test_non_finite_loss_aborts(images: Path, tmp_path: Path, monkeypatch) -> None:

@@ -34,6 +34,7 @@ def test_run_directory_layout(market: Path, tmp_path: Path) -> None:
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == [1, 2]
     assert all("mAP" in r and "loss" in r and "lr" in r for r in records)
+    assert all(0 <= r["loader_wait_s"] <= r["epoch_time_s"] for r in records)
     assert result.best_epoch in (1, 2) and result.final["mAP"] == records[-1]["mAP"]
     saved = tomllib.loads((out / "config.toml").read_text())
     assert saved["optim"]["lr"] == 0.01 and saved["model"]["backbone"] == "vit-tiny-test"
@@ -79,7 +80,7 @@ def test_resume_is_bit_for_bit(market: Path, tmp_path: Path) -> None:
         assert torch.equal(a[key], b[key]), key
     ma = [json.loads(x) for x in (straight / "metrics.jsonl").read_text().splitlines()]
     mb = [json.loads(x) for x in (interrupted / "metrics.jsonl").read_text().splitlines()]
-    drop = ("images_per_s", "epoch_time_s", "eval_time_s")
+    drop = ("images_per_s", "epoch_time_s", "eval_time_s", "loader_wait_s")
     assert [{k: v for k, v in r.items() if k not in drop} for r in ma] == \
         [{k: v for k, v in r.items() if k not in drop} for r in mb]
 
@@ -156,3 +157,40 @@ def test_pretrained_run_normalisation_carries_over(market: Path, tmp_path: Path)
     finetune(tiny_config(market, tmp_path / "own", epochs=1, warmup_epochs=0,
                          pretrained=str(tmp_path / "ssl"), mean=(0.5, 0.5, 0.5)))
     assert json.loads((tmp_path / "own" / "model.json").read_text())["mean"] == [0.5] * 3
+    # The weights file named directly carries the same normalisation.
+    finetune(tiny_config(market, tmp_path / "file", epochs=1, warmup_epochs=0,
+                         pretrained=str(tmp_path / "ssl" / "model.safetensors")))
+    cfg = json.loads((tmp_path / "file" / "model.json").read_text())
+    assert cfg["mean"] == [0.485, 0.456, 0.406] and cfg["std"] == [0.229, 0.224, 0.225]
+
+
+def test_normalisation_mismatch_with_the_checkpoint_warns(
+    market: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from reidcli.models import ModelConfig, build_model, save_model
+    from reidcli.training.engine import pretrained_normalisation
+
+    imagenet = ModelConfig(backbone="vit-tiny-test", img_size=(64, 32),
+                           mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+    save_model(tmp_path / "ssl", build_model(imagenet), imagenet)
+    weights = str(tmp_path / "ssl" / "model.safetensors")
+    with caplog.at_level("WARNING"):
+        pretrained_normalisation(tiny_config(market, tmp_path / "a", pretrained=weights))
+        pretrained_normalisation(tiny_config(market, tmp_path / "b", pretrained=weights,
+                                             mean=(0.485, 0.456, 0.406)))
+    assert caplog.records == []  # nothing set, or set to the checkpoint's own values
+    with caplog.at_level("WARNING"):
+        pretrained_normalisation(tiny_config(market, tmp_path / "c", pretrained=weights,
+                                             mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)))
+    [record] = caplog.records
+    caplog.clear()
+    message = record.getMessage()
+    assert "\n" not in message and "mean (0.5, 0.5, 0.5)" in message
+    assert "(mean (0.485, 0.456, 0.406) std (0.229, 0.224, 0.225))" in message
+    # An export whose config cannot be read: one warning, the backbone's default.
+    (tmp_path / "ssl" / "model.json").write_text("{not json")
+    with caplog.at_level("WARNING"):
+        norm = pretrained_normalisation(tiny_config(market, tmp_path / "d",
+                                                    pretrained=str(tmp_path / "ssl")))
+    assert norm == (None, None) and len(caplog.records) == 1
+    assert "no normalisation from" in caplog.records[0].getMessage()

@@ -8,8 +8,6 @@ from pathlib import Path
 
 import typer
 
-from reidcli.errors import ReidError
-from reidcli.retrieval.distances import resolve_device
 from reidcli.retrieval.evaluate import EvalOptions, evaluate_path
 from reidcli.retrieval.report import (
     camera_table,
@@ -19,6 +17,7 @@ from reidcli.retrieval.report import (
     write_json,
 )
 from reidcli.retrieval.rerank import RerankParams
+from reidcli.runtime.device import UnknownDevice, resolve_device
 from reidcli.utils.logging import console, stdout_console
 from reidcli.utils.outputs import claim_output
 
@@ -31,14 +30,9 @@ class MetricName(StrEnum):
 def check_device(device: str) -> str:
     """Validate `--device` early so a typo is a one-line error, not a torch traceback."""
     try:
-        dev = resolve_device(device)
-    except RuntimeError as err:
+        return str(resolve_device(device))
+    except UnknownDevice as err:
         raise typer.BadParameter(str(err)) from None
-    import torch
-
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ReidError(f"--device {device}: CUDA is not available on this machine")
-    return str(dev)
 
 
 def _check_level(value: float | None) -> float | None:

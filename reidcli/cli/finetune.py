@@ -143,6 +143,9 @@ def finetune(
     amp: str | None = typer.Option(
         None, "--amp", help="Mixed precision: auto, bf16, fp16 or off (default: auto = fp16 "
         "on CUDA, off on CPU).", rich_help_panel=PANEL_OPTIM),
+    sync_bn: bool | None = typer.Option(
+        None, "--sync-bn/--no-sync-bn", help="Under DDP on GPUs, BatchNorm layers use the "
+        "global batch's statistics (SyncBatchNorm; CUDA only).", rich_help_panel=PANEL_OPTIM),
     seed: int | None = typer.Option(
         None, "--seed", help="Random seed (default: 1234).", rich_help_panel=PANEL_OPTIM),
     recipe: Path | None = typer.Option(
@@ -213,6 +216,7 @@ def finetune(
         margin=margin,
         soft_margin=True if soft_margin else (False if margin is not None else None),
         amp=amp,
+        sync_bn=sync_bn,
         seed=seed,
         eval_every=eval_every,
         eval_batch_size=eval_batch_size,

@@ -143,7 +143,7 @@ def pretrain(
     """Self-supervised pre-training of a ViT on unlabelled person images (DINO, DINO+MIM,
     PASS); the teacher is exported as model.safetensors for `reid finetune --pretrained`."""
     from reidcli.ssl import pretrain as run_pretrain
-    from reidcli.ssl.config import resolve_config
+    from reidcli.ssl.config import resolve_config, resume_config
 
     if output is None:
         raise typer.BadParameter("a run directory is required", param_hint="-o/--output")
@@ -192,7 +192,7 @@ def pretrain(
                 "--resume continues with the run's own config.toml; drop --recipe",
                 param_hint="--recipe",
             )
-        recipe = output / "config.toml"
-        if not recipe.is_file():
-            raise typer.BadParameter(f"{recipe} not found: nothing to resume", param_hint="-o")
-    run_pretrain(resolve_config(recipe, overrides))
+        cfg = resume_config(output, overrides)
+    else:
+        cfg = resolve_config(recipe, overrides)
+    run_pretrain(cfg)

@@ -16,10 +16,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from reidcli.demo.command import Command
 from reidcli.demo.context import DemoContext, StageOutcome
+from reidcli.runtime.rundir import RunDir
 from reidcli.utils.io import atomic_write_text
 from reidcli.utils.toml_writer import dumps as toml_dumps
 
-CFS_MODULES = ("reidcli.selection.pipeline", "reidcli.selection.proxies", "reidcli.cli.cfs_filter")
+CFS_MODULES = ("reidcli.selection.pipeline", "reidcli.selection.proxies")
 
 
 @contextmanager
@@ -150,7 +151,7 @@ def cfs_filter(ctx: DemoContext, upstream: list[StageOutcome], recipe: str) -> S
 def pretrain(ctx: DemoContext, upstream: list[StageOutcome], recipe: str,
              subset: Path | None) -> StageOutcome:
     from reidcli.ssl import pretrain as run_pretrain
-    from reidcli.ssl.config import resolve_config
+    from reidcli.ssl.config import resolve_config, resume_config
 
     p = ctx.plan
     run = ctx.paths.run("pretrain")
@@ -170,8 +171,7 @@ def pretrain(ctx: DemoContext, upstream: list[StageOutcome], recipe: str,
 
     def action(resume: bool) -> dict[str, Any]:
         if resume:
-            cfg = resolve_config(run / "config.toml",
-                                 resume_cmd.values | {"progress": ctx.progress})
+            cfg = resume_config(run, resume_cmd.values | {"progress": ctx.progress})
         else:
             cfg = resolve_config(ctx.paths.recipe, cmd.values | {"progress": ctx.progress})
         result = run_pretrain(cfg)
@@ -182,7 +182,7 @@ def pretrain(ctx: DemoContext, upstream: list[StageOutcome], recipe: str,
     return ctx.run_stage(
         "pretrain", f"4. self-supervised pre-training ({method})", cmd,
         {"after": [u.digest for u in upstream], "recipe": recipe}, [run], action,
-        resume_command=resume_cmd if (run / "trainer.pt").is_file() else None)
+        resume_command=resume_cmd if RunDir(run).has_checkpoint() else None)
 
 
 def finetune(ctx: DemoContext, name: str, title: str, upstream: list[StageOutcome],
@@ -219,7 +219,7 @@ def finetune(ctx: DemoContext, name: str, title: str, upstream: list[StageOutcom
     return ctx.run_stage(
         f"finetune_{name}", title, cmd, {"after": [u.digest for u in upstream], "recipe": recipe},
         [run], action,
-        resume_command=resume_cmd if (run / "trainer.pt").is_file() else None)
+        resume_command=resume_cmd if RunDir(run).has_checkpoint() else None)
 
 
 def extract(ctx: DemoContext, name: str, upstream: StageOutcome) -> StageOutcome:

@@ -9,11 +9,8 @@ the shards in rank order, so the result is identical to a single-process run.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import hashlib
 import logging
-import os
 import re
 import time
 from collections.abc import Sequence
@@ -28,9 +25,11 @@ from reidcli.data import load_dataset
 from reidcli.data.loading import parse_options
 from reidcli.data.records import ImageRecord
 from reidcli.errors import BankError, ReidError
-from reidcli.inference.features import FeatureExtractor, amp_dtype
+from reidcli.inference.features import FeatureExtractor
 from reidcli.retrieval.bank import BankWriter, read_bank
-from reidcli.training import distributed as ddp
+from reidcli.runtime import distributed as ddp
+from reidcli.runtime.device import amp_dtype, device_type, resolve_device
+from reidcli.runtime.files import file_sha256, shard
 from reidcli.utils.diskerrors import check_free_space
 from reidcli.utils.outputs import Output, check_output, claim_output
 from reidcli.utils.partial_h5 import partial_path
@@ -76,13 +75,6 @@ class ExtractResult:
         return sum(self.rows.values()) / self.seconds if self.seconds > 0 else 0.0
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
 
 def image_folder_records(folder: Path, cam_regex: str | None = None) -> list[ImageRecord]:
     """Every image below `folder` (sorted), unlabelled; cameras from `cam_regex` if given.
@@ -119,10 +111,6 @@ def gather_records(opts: ExtractOptions) -> tuple[str, dict[str, list[ImageRecor
     desc = " ".join([opts.data, *(f"-O {o}" for o in opts.data_options)])  # type: ignore[list-item]
     return desc, {s: dataset.split(s) for s in opts.splits}
 
-
-def shard(n: int, rank: int, world: int) -> tuple[int, int]:
-    """Contiguous [lo, hi) share of n items for `rank`; shares differ by at most one."""
-    return rank * n // world, (rank + 1) * n // world
 
 
 def _matches(path: Path, provenance: dict[str, object], rows: dict[str, int]) -> bool:
@@ -221,7 +209,7 @@ def extract_bank(opts: ExtractOptions) -> ExtractResult:
     ckpt = Path(opts.checkpoint)
     claim = Output(output, "`reid extract`", inputs=[ckpt / WEIGHTS_NAME, ckpt / CONFIG_NAME],
                    overwrite=opts.overwrite)
-    ctx = ddp.init_distributed(ddp.device_type(opts.device))
+    ctx = ddp.init_distributed(device_type(opts.device))
     try:
         with claim_output(claim, lock=ctx.is_main):
             return _extract(opts, output, claim, ctx)
@@ -240,7 +228,7 @@ def _extract(opts: ExtractOptions, output: Path, claim: Output,
     from reidcli.models.checkpoint import load_model
     from reidcli.models.layouts import WEIGHTS_NAME
 
-    device = ddp.resolve_device(opts.device, ctx)
+    device = resolve_device(opts.device, ctx.local_rank)
     dataset_desc, splits = gather_records(opts)
     model, cfg = load_model(opts.checkpoint, num_classes=0, device=device)
     provenance: dict[str, object] = {
@@ -285,18 +273,3 @@ def _extract(opts: ExtractOptions, output: Path, claim: Output,
         ddp.barrier(ctx)
     return ExtractResult(output, rows, seconds=seconds)
 
-
-def remove_partial(output: os.PathLike[str] | str) -> None:
-    """Forget an interrupted extraction so the next run starts from zero."""
-    with contextlib.suppress(FileNotFoundError):
-        partial_path(output).unlink()
-
-
-def features_of(records: Sequence[ImageRecord], extractor: FeatureExtractor, cfg,
-                batch_size: int = 128, workers: int = 0) -> np.ndarray:
-    """Features of `records` in memory (small sets: tests, the demo, evaluation)."""
-    opts = ExtractOptions(checkpoint=Path("."), output=Path("."), batch_size=batch_size,
-                          workers=workers)
-    out = [extractor(imgs, cams, views).numpy()
-           for imgs, _, cams, views, _ in _loader(records, cfg, opts, pin=False)]
-    return np.concatenate(out) if out else np.empty((0, 0), np.float32)

@@ -2,23 +2,10 @@
 
 from __future__ import annotations
 
-from contextlib import nullcontext
-
 import torch
 from torch import nn
 
-from reidcli.errors import ReidError
-
-AMP_MODES = ("off", "bf16", "fp16", "auto")
-
-
-def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
-    """`auto`: fp16 on CUDA (what the reference code uses), off elsewhere."""
-    if mode not in AMP_MODES:
-        raise ReidError(f"--amp must be one of {', '.join(AMP_MODES)}, got {mode!r}")
-    if mode == "auto":
-        return torch.float16 if device.type == "cuda" else None
-    return {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[mode]
+from reidcli.runtime.device import autocast
 
 
 class FeatureExtractor:
@@ -53,12 +40,7 @@ class FeatureExtractor:
             x = torch.cat([x, x.flip(-1)])
             cam = None if cam is None else torch.cat([cam, cam])
             view = None if view is None else torch.cat([view, view])
-        autocast = (
-            torch.autocast(device_type=self.device.type, dtype=self.amp)
-            if self.amp is not None
-            else nullcontext()
-        )
-        with autocast:
+        with autocast(self.device, self.amp):
             out = self.model(x, cam, view)
         out = out.float()
         if self.flip:

@@ -32,6 +32,7 @@ def save_model(
     model = unwrap(model)
     cfg = cfg or model.cfg
     run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
     config_json = json.dumps(cfg.to_dict(), indent=2, sort_keys=True)
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     with atomic_path(run_dir / WEIGHTS_NAME) as tmp:
@@ -52,6 +53,34 @@ def read_config(run_dir: str | os.PathLike[str]) -> ModelConfig:
         return ModelConfig.from_dict(json.loads(path.read_text(encoding="utf-8")))
     except (ValueError, TypeError) as exc:
         raise CheckpointError(f"{path} is not a valid model config: {exc}") from exc
+
+
+def export_config(path: str | os.PathLike[str]) -> ModelConfig | None:
+    """The `ModelConfig` a reidcli export carries, whichever way it is named; else None.
+
+    A run directory: its model.json. A file: the config in its safetensors metadata (every
+    `save_model` writes one), else the model.json beside it (a file of a run directory, e.g.
+    a pre-training run's trainer.pt). Anything else (timm, DINO or PASS files) has none.
+    """
+    path = Path(path)
+    if path.is_dir():
+        return read_config(path) if (path / CONFIG_NAME).is_file() else None
+    if not path.is_file():
+        return None
+    if path.suffix == ".safetensors":
+        try:
+            with safe_open(path, framework="pt") as f:
+                stored = (f.metadata() or {}).get("config")
+        except Exception as exc:  # safetensors raises its own error types for bad headers
+            raise CheckpointError(f"{path} is not a readable safetensors file: {exc}") from exc
+        if stored is not None:
+            try:
+                return ModelConfig.from_dict(json.loads(stored))
+            except (ValueError, TypeError) as exc:
+                raise CheckpointError(f"{path}: invalid model config in metadata: {exc}") from exc
+    if (path.parent / CONFIG_NAME).is_file():
+        return read_config(path.parent)
+    return None
 
 
 def load_model(

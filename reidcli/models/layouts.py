@@ -25,9 +25,7 @@ from safetensors.torch import load_file
 
 from reidcli.errors import CheckpointError
 from reidcli.models.config import ModelConfig, token_grid
-
-WEIGHTS_NAME = "model.safetensors"
-CONFIG_NAME = "model.json"
+from reidcli.runtime.rundir import CONFIG_NAME, WEIGHTS_NAME
 
 EXTRA_PREFIXES = ("heads.", "sie.", "jpm.")
 # Keys that belong to other tasks (ImageNet/DINO heads, MIM mask embeddings): never loaded.

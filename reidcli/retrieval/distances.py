@@ -22,13 +22,6 @@ DEFAULT_CHUNK_BYTES = 128 * 2**20
 INT64_MAX = torch.iinfo(torch.int64).max
 
 
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """`auto` (or None) picks CUDA when present, else CPU."""
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 def prepare_features(
     feats: np.ndarray | torch.Tensor, metric: Metric, device: torch.device | str = "cpu"
 ) -> torch.Tensor:

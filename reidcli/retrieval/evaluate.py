@@ -24,7 +24,6 @@ from reidcli.retrieval.distances import (
     Metric,
     iter_row_chunks,
     prepare_features,
-    resolve_device,
     sq_norms,
     sqdist,
 )
@@ -33,6 +32,7 @@ from reidcli.retrieval.expansion import expand
 from reidcli.retrieval.metrics import PerQuery, bootstrap_ci, per_camera, summarize
 from reidcli.retrieval.ranking import GalleryIndex, block_metrics
 from reidcli.retrieval.rerank import RerankParams, rerank_blocks
+from reidcli.runtime.device import resolve_device
 
 log = logging.getLogger(__name__)
 

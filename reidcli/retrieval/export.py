@@ -14,7 +14,6 @@ from reidcli.retrieval.distances import (
     DEFAULT_CHUNK_BYTES,
     Metric,
     prepare_features,
-    resolve_device,
 )
 from reidcli.retrieval.distfile import (
     Labels,
@@ -25,6 +24,7 @@ from reidcli.retrieval.distfile import (
 from reidcli.retrieval.evaluate import feature_blocks
 from reidcli.retrieval.expansion import expand
 from reidcli.retrieval.rerank import RerankParams, rerank_blocks
+from reidcli.runtime.device import resolve_device
 from reidcli.utils.diskerrors import check_free_space
 from reidcli.utils.outputs import Output, claim_output
 

@@ -22,6 +22,8 @@ import numpy as np
 
 from reidcli.data import load_dataset
 from reidcli.errors import ReidError
+from reidcli.runtime import distributed as ddp
+from reidcli.runtime.device import device_type
 from reidcli.selection.proxies import ProxySettings, obtain_proxies
 from reidcli.selection.score import (
     ScoreOptions,
@@ -37,7 +39,6 @@ from reidcli.selection.select import (
     select,
     write_list,
 )
-from reidcli.training import distributed as ddp
 from reidcli.utils.outputs import Output, claim_output, spec_path
 
 log = logging.getLogger(__name__)
@@ -119,12 +120,13 @@ def _header(opts: CfsOptions, images: SourceImages, source_run: Path, target_run
     }
 
 
+
 def cfs_filter(opts: CfsOptions) -> CfsResult | None:
     """Run the stage; the result on rank 0 (None on the other ranks of a torchrun job)."""
     images = load_source(opts.source, opts.data_root)
     n_keep = count_to_keep(len(images), opts.keep, opts.keep_count)
     check_listable(images.relative)
-    ctx = ddp.init_distributed(ddp.device_type(opts.device))
+    ctx = ddp.init_distributed(device_type(opts.device))
     held = contextlib.ExitStack()
     try:
         held.enter_context(claim_output(Output(

@@ -27,9 +27,9 @@ from typing import Any
 import numpy as np
 
 from reidcli.errors import ReidError, TrainingError
+from reidcli.runtime import distributed as ddp
+from reidcli.runtime.rundir import RunDir
 from reidcli.selection.score import SourceImages
-from reidcli.training import distributed as ddp
-from reidcli.training.rundir import RunDir
 from reidcli.utils.io import atomic_write_text
 
 log = logging.getLogger(__name__)

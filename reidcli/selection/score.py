@@ -29,13 +29,14 @@ from reidcli.data.images import read_image
 from reidcli.data.records import ImageRecord
 from reidcli.data.transforms import build_test_transform
 from reidcli.errors import ReidError
-from reidcli.inference.extract import file_sha256, shard
-from reidcli.inference.features import FeatureExtractor, amp_dtype
+from reidcli.inference.features import FeatureExtractor
 from reidcli.models.config import ModelConfig
 from reidcli.models.layouts import WEIGHTS_NAME
+from reidcli.runtime import distributed as ddp
+from reidcli.runtime.device import amp_dtype, resolve_device
+from reidcli.runtime.files import file_sha256, shard
 from reidcli.selection.scorefile import ScoreWriter, matches, read_scores
 from reidcli.ssl.data import PathTable
-from reidcli.training import distributed as ddp
 from reidcli.utils.outputs import Output, claim_output, spec_path
 from reidcli.utils.progress import stream_progress
 
@@ -253,7 +254,7 @@ def score_images(images: SourceImages, opts: ScoreOptions,
         ctx = ddp.init_distributed("cuda" if wants_cuda else "cpu")
     held = contextlib.ExitStack()
     try:
-        device = ddp.resolve_device(opts.device, ctx)
+        device = resolve_device(opts.device, ctx.local_rank)
         amp = amp_dtype(opts.amp, device)
         prov = provenance(images, opts, amp)
         output = Path(opts.output)

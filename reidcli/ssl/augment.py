@@ -135,14 +135,18 @@ class MultiCrop:
 
 def part_regions(height: int, parts: int, fraction: float = 0.5) -> list[tuple[int, int]]:
     """(top, height) of `parts` horizontal strips of `fraction` of the image height,
-    evenly spaced from the top to the bottom: 3 halves start at 0, H/4 and H/2."""
+    evenly spaced from the top to the bottom: 3 halves start at 0, H/4 and H/2.
+
+    Pixel positions are truncated as in PASS's `crop(image, int(0.25 * height), 0,
+    int(0.5 * height), width)`: for an odd height the strips are int(H/2) tall.
+    """
     if parts < 1:
         raise ValueError("need at least one part region")
-    strip = max(1, round(height * fraction))
-    span = height - strip
+    strip = max(1, int(fraction * height))
     if parts == 1:
         return [(0, strip)]
-    return [(round(k * span / (parts - 1)), strip) for k in range(parts)]
+    step = (1 - fraction) / (parts - 1)
+    return [(int(k * step * height), strip) for k in range(parts)]
 
 
 class PartCrop(MultiCrop):

@@ -24,10 +24,10 @@ import torch
 from torch import nn
 
 from reidcli.errors import TrainingError
-from reidcli.models import ModelConfig, build_model
+from reidcli.models import ModelConfig, build_model, save_model
+from reidcli.runtime.rundir import RunDir
 from reidcli.ssl.config import PretrainConfig
 from reidcli.ssl.network import SSLNetwork
-from reidcli.training.rundir import RunDir
 
 log = logging.getLogger(__name__)
 
@@ -103,4 +103,5 @@ def export_teacher(run_dir: str | Path, teacher: SSLNetwork, cfg: PretrainConfig
     model_cfg = model_config(cfg)
     model = build_model(model_cfg)
     model.backbone.load_state_dict(teacher.backbone.state_dict())
-    return RunDir(run_dir).save_model(model, model_cfg)
+    save_model(run_dir, model, model_cfg)
+    return Path(run_dir)

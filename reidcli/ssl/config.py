@@ -15,13 +15,16 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from reidcli.errors import ReidError
+from reidcli.runtime.device import AMP_MODES
+from reidcli.runtime.rundir import RunDir
 from reidcli.ssl.augment import CropSpec
 from reidcli.utils.recipes import RecipeSchema, setting
 
 METHODS = ("dino", "dino-mim", "pass")
-AMP_MODES = ("auto", "bf16", "fp16", "off")
 _CROP = CropSpec()
 """The multi-crop defaults (DINO's, at ReID's 256x128) live in one place: augment.CropSpec."""
 
@@ -230,3 +233,14 @@ resolve_config = SCHEMA.resolve
 """defaults < recipe < overrides (only the options the user actually set)."""
 config_to_toml = SCHEMA.to_toml
 config_differences = SCHEMA.differences
+
+
+def load_run_config(run_dir: str | Path) -> PretrainConfig:
+    """The resolved configuration saved in a pre-training run directory."""
+    return RunDir(run_dir).saved_config(SCHEMA)
+
+
+def resume_config(run_dir: str | Path, overrides: dict[str, Any] | None = None) -> PretrainConfig:
+    """The saved configuration of `run_dir` with the options given again applied on top
+    (`pretrain` checks that only runtime options changed)."""
+    return RunDir(run_dir).resume_config(SCHEMA, overrides)

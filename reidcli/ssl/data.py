@@ -46,6 +46,16 @@ def sample_seed(seed: int, epoch: int, index: int) -> int:
     return int(np.random.SeedSequence([seed, epoch, index]).generate_state(1, np.uint64)[0])
 
 
+_STEP_STREAM = 0x5EED
+"""Keeps the per-step seeds apart from the per-sample ones."""
+
+
+def step_seed(seed: int, iteration: int, rank: int) -> int:
+    """Seed of the training process's own random stream (drop_path) at one step."""
+    entropy = [seed, _STEP_STREAM, iteration, rank]
+    return int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0])
+
+
 class PretrainDataset(Dataset):
     """Item i -> (list of view tensors, list of global-view masks or []).
 

@@ -16,11 +16,9 @@ trainer.pt needs only the weights, optimiser, scaler, centres and the iteration 
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import resource
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,8 +30,10 @@ from torch.utils.data import DataLoader
 
 from reidcli.data import load_dataset
 from reidcli.errors import ReidError, TrainingError
-from reidcli.inference.features import amp_dtype
 from reidcli.models import build_model, load_pretrained
+from reidcli.runtime import distributed as du
+from reidcli.runtime.device import amp_dtype, autocast, device_type, resolve_device
+from reidcli.runtime.rundir import RunDir, run_output
 from reidcli.ssl.augment import CropSpec, MultiCrop, PartCrop
 from reidcli.ssl.checkpoint import (
     TrainingState,
@@ -46,14 +46,14 @@ from reidcli.ssl.config import (
     PretrainConfig,
     config_differences,
     config_to_toml,
-    load_recipe,
+    load_run_config,
 )
 from reidcli.ssl.data import (
     EpochBatchSampler,
     PathTable,
     PretrainDataset,
     collate_views,
-    sample_seed,
+    step_seed,
 )
 from reidcli.ssl.ema import ema_update
 from reidcli.ssl.masking import MaskSpec
@@ -61,15 +61,9 @@ from reidcli.ssl.monitor import CollapseMonitor, PretrainProgress
 from reidcli.ssl.network import SSLNetwork, token_grid
 from reidcli.ssl.objective import Objective
 from reidcli.ssl.schedules import Schedules, build_schedules
-from reidcli.training import distributed as du
-from reidcli.training.rundir import RunDir, run_output
 from reidcli.utils.outputs import claim_output, spec_path
 
 log = logging.getLogger(__name__)
-
-_STEP_STREAM = 0x5EED
-"""Distinguishes the per-step seeds from the per-sample ones."""
-
 
 @dataclass
 class PretrainResult:
@@ -188,8 +182,10 @@ class _Pretrainer:
             pin_memory=device.type == "cuda",
         )
 
-        student.to(device)
-        teacher.to(device)
+        # As DINO: BatchNorms (ICS stem) see the global batch under DDP, teacher's too
+        # (converted together: one warning on CPU processes, not two).
+        pair = du.sync_batchnorm(nn.ModuleList([student, teacher]), ctx, device).to(device)
+        student, teacher = pair[0], pair[1]
         self.student_net = student
         self.student: nn.Module = student
         if ctx.enabled:
@@ -252,15 +248,13 @@ class _Pretrainer:
 
     # -- one step --------------------------------------------------------------------------
     def _autocast(self) -> Any:
-        if self.amp is None:
-            return nullcontext()
-        return torch.autocast(self.device.type, dtype=self.amp)
+        return autocast(self.device, self.amp)
 
     def step(
         self, it: int, epoch: int, views: list[torch.Tensor], masks: list[torch.Tensor]
     ) -> dict[str, float]:
         cfg, s, st = self.cfg, self.schedules, self.state
-        torch.manual_seed(sample_seed(_STEP_STREAM, it, self.ctx.rank))
+        torch.manual_seed(step_seed(cfg.seed, it, self.ctx.rank))
         for i, group in enumerate(st.optimizer.param_groups):
             group["lr"] = float(s.lr[it])
             if i == 0:
@@ -327,7 +321,10 @@ class _Pretrainer:
         progress.start_epoch(epoch, self.iters_per_epoch, skip)
         sums: dict[str, float] = {}
         steps, images, t0 = 0, 0, time.perf_counter()
+        # Time blocked on the loader (each step ends in a host sync: the loss value).
+        waited, ready = 0.0, t0
         for views, masks in self.loader:
+            waited += time.perf_counter() - ready
             terms = self.step(it, epoch, views, masks)
             it += 1
             steps += 1
@@ -345,6 +342,7 @@ class _Pretrainer:
                 save_trainer(self.run, self.state, it, epoch)
             if it >= stop:
                 break
+            ready = time.perf_counter()
         elapsed = time.perf_counter() - t0
         finished = it == (epoch + 1) * self.iters_per_epoch
         if not self.ctx.is_main:
@@ -359,6 +357,7 @@ class _Pretrainer:
             "teacher_temp": float(s.teacher_temp[epoch]),
             "images_per_s": images / max(elapsed, 1e-9),
             "epoch_time_s": elapsed,
+            "loader_wait_s": waited,
             "peak_memory_mb": _peak_memory_mb(self.device),
         }
         if cfg.method == "dino-mim":
@@ -385,32 +384,27 @@ def _log_line(record: dict[str, Any]) -> str:
     return f"epoch {record['epoch']} it {record['iteration']}: {body}"
 
 
-def resume_config(cfg: PretrainConfig) -> PretrainConfig:
+def _check_resume(cfg: PretrainConfig) -> None:
     """On --resume, check that the requested settings match the run's config.toml."""
-    run = RunDir(cfg.output)
-    if not run.config_path.is_file():
-        raise TrainingError(f"cannot resume: {run.config_path} does not exist")
-    saved = PretrainConfig(**load_recipe(run.config_path))
-    saved = dataclasses.replace(saved, output=cfg.output, resume=True).resolved()
+    saved = load_run_config(cfg.output).resolved()
     diffs = config_differences(saved, cfg)
     if diffs:
         raise TrainingError(
             "cannot resume with different settings (only runtime options such as --workers "
             "may change): " + "; ".join(diffs)
         )
-    return cfg
 
 
 def pretrain(cfg: PretrainConfig) -> PretrainResult:
     """Run (or resume) self-supervised pre-training as configured."""
     cfg = cfg.resolved()
     if cfg.resume:
-        resume_config(cfg)
-    ctx = du.init_distributed(du.device_type(cfg.device))
+        _check_resume(cfg)
+    ctx = du.init_distributed(device_type(cfg.device))
     out = run_output(cfg.output, "`reid pretrain` or `reid finetune`",
                      [spec_path(cfg.data), cfg.subset, cfg.init])
     try:
-        device = du.resolve_device(cfg.device, ctx)
+        device = resolve_device(cfg.device, ctx.local_rank)
         if cfg.batch_size % ctx.world_size:
             raise ReidError(
                 f"batch size {cfg.batch_size} is not divisible by {ctx.world_size} processes"

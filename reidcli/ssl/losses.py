@@ -129,8 +129,11 @@ class PartLoss(nn.Module):
 
     [CLS] is plain DINO over all views. [PART]_k compares the teacher's global [PART]_k
     outputs only with the student's global [PART]_k outputs and the [PART]_k outputs of the
-    local crops taken from region k; parts never meet each other. The total is the mean of
-    the L + 1 terms (all equally weighted).
+    local crops taken from region k; parts never meet each other. As in PASS's reference
+    code, the total is the mean over every (teacher view, student view) pair term of all
+    L + 1 losses, so each loss weighs by its pair count: with 2 global views and J local
+    crops per region, [CLS] has 2 (2 + LJ) - 2 pairs and each part 2 (2 + J) - 2 (L = J = 3:
+    20/44 for [CLS], 8/44 per part).
     """
 
     def __init__(
@@ -158,6 +161,10 @@ class PartLoss(nn.Module):
             loss(s, t, teacher_temp)
             for loss, s, t in zip(self.parts, part_student, part_teacher, strict=True)
         ]
-        total = (cls_terms.loss + sum(p.loss for p in part_terms)) / (1 + len(part_terms))
+        counts = [pair_count(len(cls_teacher), len(cls_student))]
+        counts += [pair_count(len(t), len(s)) for s, t in zip(part_student, part_teacher,
+                                                              strict=True)]
+        losses = [cls_terms.loss, *(p.loss for p in part_terms)]
+        total = sum(n * loss for n, loss in zip(counts, losses, strict=True)) / sum(counts)
         return total, cls_terms, part_terms
 

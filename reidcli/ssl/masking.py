@@ -1,7 +1,9 @@
 """iBOT block-wise masks on the patch-token grid of the global views.
 
-A mask is grown block by block (BEiT/iBOT): each block has a random area of at least
-(min(H, W) // 3)^2 patches and a log-uniform aspect ratio in [0.3, 1/0.3], and is kept
+A mask is grown block by block (BEiT/iBOT): each block has a random area drawn uniformly
+between (min(H, W) // 3)^2 patches and the count still to mask (either way round: when
+less than a minimum block is left, the area lies between the two, as iBOT's
+`random.uniform(low, budget)`), a log-uniform aspect ratio in [0.3, 1/0.3], and is kept
 only if it adds new patches without overshooting the target count, so the masked share
 never exceeds the drawn ratio. Half of the global views (a fair coin per view) stay
 unmasked, so the student also learns from complete global views.
@@ -53,7 +55,9 @@ def block_mask(
         budget = num_patches - count
         added = 0
         for _ in range(spec.attempts):
-            area = rng.uniform(low, budget) if budget > low else float(low)
+            # iBOT draws random.uniform(low, budget) even when the budget left is below
+            # the minimum block: the area then lies between the two.
+            area = low + (budget - low) * rng.random()
             aspect = math.exp(rng.uniform(*log_aspect))
             h = int(round(math.sqrt(area * aspect)))
             w = int(round(math.sqrt(area / aspect)))

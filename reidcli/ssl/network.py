@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import torch
-from timm.layers import resample_abs_pos_embed
+import torch.nn.functional as F
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
@@ -36,6 +36,31 @@ def _input_size(patch_embed: nn.Module, size: tuple[int, int]) -> Iterator[None]
 
 def token_grid(vit: VisionTransformer, size: tuple[int, int]) -> tuple[int, int]:
     return tuple(vit.patch_embed.dynamic_feat_size(size))  # type: ignore[return-value]
+
+
+def crop_pos_embed(
+    pos: torch.Tensor, grid: tuple[int, int], old_grid: tuple[int, int], num_prefix: int
+) -> torch.Tensor:
+    """The (1, prefix + gh*gw, D) position table for a crop with a `grid` token grid.
+
+    As DINO's `interpolate_pos_encoding` (also TransReID-SSL's and PASS's): bicubic with
+    `scale_factor = (g + 0.1) / G` per axis rather than the target size, so the sampled
+    positions are those the published checkpoints were trained with (a size-based resample,
+    e.g. timm's `resample_abs_pos_embed`, differs by up to ~0.02 on a std-0.02 table).
+    Prefix slots ([CLS], [PART]) are kept as they are.
+    """
+    (gh, gw), (oh, ow) = grid, old_grid
+    prefix, table = pos[:, :num_prefix], pos[:, num_prefix:]
+    dim = table.shape[-1]
+    table = F.interpolate(
+        table.reshape(1, oh, ow, dim).permute(0, 3, 1, 2),
+        scale_factor=((gh + 0.1) / oh, (gw + 0.1) / ow),
+        mode="bicubic",
+    )
+    if tuple(table.shape[-2:]) != (gh, gw):
+        raise ValueError(f"position table resampled to {tuple(table.shape[-2:])}, not {grid}")
+    table = table.permute(0, 2, 3, 1).reshape(1, gh * gw, dim)
+    return torch.cat([prefix, table], dim=1)
 
 
 def vit_tokens(
@@ -66,13 +91,9 @@ def vit_tokens(
     grid = token_grid(vit, size)
     pos = vit.pos_embed
     if pos is not None and grid != tuple(vit.patch_embed.grid_size):
-        pos = resample_abs_pos_embed(
-            pos,
-            new_size=list(grid),
-            old_size=list(vit.patch_embed.grid_size),
-            num_prefix_tokens=0 if vit.no_embed_class else vit.num_prefix_tokens,
-            interpolation="bicubic",
-            antialias=False,
+        pos = crop_pos_embed(
+            pos, grid, tuple(vit.patch_embed.grid_size),
+            0 if vit.no_embed_class else vit.num_prefix_tokens,
         )
 
     prefix = []

@@ -11,8 +11,8 @@ from reidcli.ssl.network import NetOutput
 
 class Objective(nn.Module):
     """dino: DINO on [CLS]. dino-mim: lambda_cls * DINO + lambda_mim * iBOT patch loss.
-    pass: mean of the [CLS] and per-[PART] DINO losses. Centres are this module's buffers,
-    so its state dict is what a checkpoint must keep."""
+    pass: the [CLS] and per-[PART] DINO losses, weighted by their pair counts (PartLoss).
+    Centres are this module's buffers, so its state dict is what a checkpoint must keep."""
 
     def __init__(
         self,

@@ -23,12 +23,14 @@ def cosine_schedule(
 ) -> np.ndarray:
     """Linear warm-up from `warmup_start` to `base`, then a cosine from `base` to `final`.
 
-    One value per iteration, `epochs * iters_per_epoch` values in all. The warm-up is
-    capped at the run length so short runs stay valid.
+    One value per iteration, `epochs * iters_per_epoch` values in all, as DINO's
+    `utils.cosine_scheduler`: the warm-up includes its endpoint (its last iteration is
+    already at `base`, and so is the cosine's first). The warm-up is capped at the run
+    length so short runs stay valid.
     """
     total = epochs * iters_per_epoch
     warmup_iters = min(warmup_epochs * iters_per_epoch, total)
-    warmup = np.linspace(warmup_start, base, warmup_iters, endpoint=False)
+    warmup = np.linspace(warmup_start, base, warmup_iters)
     steps = np.arange(total - warmup_iters)
     span = max(len(steps), 1)
     cosine = final + 0.5 * (base - final) * (1 + np.cos(np.pi * steps / span))

@@ -11,15 +11,15 @@ key sits in is only for people; `lr` means the same everywhere).
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from reidcli.errors import ReidError
+from reidcli.runtime.device import AMP_MODES
+from reidcli.runtime.rundir import RunDir
 from reidcli.utils.recipes import RecipeSchema, setting
 
-AMP_MODES = ("auto", "bf16", "fp16", "off")
 NECK_FEATS = ("before", "after")
 OPTIMIZER_NAMES = ("sgd", "adam", "adamw")
 LR_SCHEDULES = ("cosine", "step")
@@ -102,6 +102,9 @@ class FinetuneConfig:
     images_per_id: int = setting(4, "train")
     amp: str = setting("auto", "train")
     """auto = fp16 with GradScaler on CUDA (the reference), off on CPU."""
+    sync_bn: bool = setting(False, "train")
+    """Under DDP on GPUs, BatchNorm layers (BNNeck, ResNet, ICS stem) use the statistics of
+    the global batch (SyncBatchNorm) instead of each process's share."""
     seed: int = setting(1234, "train")
     workers: int = setting(8, "train", runtime=True)
     eval_every: int = setting(0, "train", runtime=True)
@@ -195,20 +198,9 @@ config_differences = SCHEMA.differences
 
 def load_run_config(run_dir: str | Path) -> FinetuneConfig:
     """The resolved configuration saved in a run directory (for `--resume`)."""
-    from reidcli.errors import TrainingError
-    from reidcli.training.rundir import CONFIG
-
-    path = Path(run_dir) / CONFIG
-    if not path.is_file():
-        raise TrainingError(f"cannot resume: {path} does not exist (not a fine-tuning run?)")
-    return resolve_config(path, {"output": str(run_dir), "resume": True})
+    return RunDir(run_dir).saved_config(SCHEMA)
 
 
 def resume_config(run_dir: str | Path, overrides: dict[str, Any] | None = None) -> FinetuneConfig:
-    """The saved configuration of `run_dir` with the options given again applied on top.
-
-    Whether the result may continue the run (only runtime options changed) is checked by
-    `finetune` itself, so library users get the same check.
-    """
-    cfg = load_run_config(run_dir)
-    return dataclasses.replace(cfg, **(overrides or {}), output=str(run_dir), resume=True)
+    """The saved configuration of `run_dir` with the options given again applied on top."""
+    return RunDir(run_dir).resume_config(SCHEMA, overrides)

@@ -18,7 +18,6 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,9 +27,11 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from reidcli.errors import ReidError, TrainingError
-from reidcli.inference.features import amp_dtype
-from reidcli.training import distributed as du
+from reidcli.errors import CheckpointError, ReidError, TrainingError
+from reidcli.models import save_model
+from reidcli.runtime import distributed as du
+from reidcli.runtime.device import amp_dtype, autocast, device_type, resolve_device
+from reidcli.runtime.rundir import RunDir, run_output
 from reidcli.training.config import (
     FinetuneConfig,
     config_differences,
@@ -43,7 +44,6 @@ from reidcli.training.losses import ReidLoss, accuracy
 from reidcli.training.optim import build_optimizer
 from reidcli.training.progress import TrainProgress, print_summary
 from reidcli.training.rng import capture_rng, restore_rng, seed_everything
-from reidcli.training.rundir import RunDir, run_output
 from reidcli.training.schedule import build_scheduler
 from reidcli.utils.outputs import claim_output, spec_path
 
@@ -95,22 +95,43 @@ class RunResult:
     metrics: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
-    return model.module if isinstance(model, DistributedDataParallel) else model
-
-
-def _run_normalisation(pretrained: str | None) -> tuple[Any, Any]:
-    """(mean, std) a reidcli run directory was trained with, else (None, None).
+def pretrained_normalisation(cfg: FinetuneConfig) -> tuple[Any, Any]:
+    """(mean, std) a reidcli export given as --pretrained was trained with, else (None, None).
 
     A model pre-trained by `reid pretrain` saw ImageNet statistics; fine-tuning it with the
-    backbone's default 0.5/0.5 would shift every input. Explicit --mean/--std still win.
+    backbone's default 0.5/0.5 would shift every input. The export may be named by its run
+    directory or by a file in it (`export_config`). Explicit --mean/--std (or a recipe's)
+    still win, with a warning when they differ from the checkpoint's.
     """
-    if not pretrained or not (Path(pretrained) / "model.json").is_file():
+    if not cfg.pretrained:
         return None, None
-    from reidcli.models.checkpoint import read_config
+    from reidcli.models.checkpoint import export_config
 
-    run = read_config(pretrained)
-    return run.mean, run.std
+    try:
+        saved = export_config(cfg.pretrained)
+    except CheckpointError as err:
+        # The weights may still load (load_pretrained tolerates an unreadable config).
+        log.warning("no normalisation from %s (%s); using the recipe's or the backbone's",
+                    cfg.pretrained, err)
+        return None, None
+    if saved is None:
+        return None, None
+    ours = (cfg.mean or saved.mean, cfg.std or saved.std)
+    if not all(_close(a, b) for a, b in zip(ours, (saved.mean, saved.std), strict=True)):
+        log.warning(
+            "normalisation mean %s std %s differs from the one %s was trained with (mean %s "
+            "std %s); remove mean/std from the recipe or command line to use the checkpoint's",
+            _fmt(ours[0]), _fmt(ours[1]), cfg.pretrained, _fmt(saved.mean), _fmt(saved.std),
+        )
+    return saved.mean, saved.std
+
+
+def _close(a: Any, b: Any) -> bool:
+    return all(math.isclose(x, y, abs_tol=1e-6) for x, y in zip(a, b, strict=True))
+
+
+def _fmt(values: Any) -> str:
+    return "(" + ", ".join(f"{v:g}" for v in values) + ")"
 
 
 class _Trainer:
@@ -118,7 +139,7 @@ class _Trainer:
         self.cfg = cfg
         self.ctx = ctx
         self.hooks = hooks or Hooks()
-        self.device = du.resolve_device(cfg.device, ctx)
+        self.device = resolve_device(cfg.device, ctx.local_rank)
         self.amp = amp_dtype(cfg.amp, self.device)
         self.run = RunDir(cfg.output)
         self.main = ctx.is_main
@@ -162,7 +183,7 @@ class _Trainer:
                 f"{self.dataset.name} has {num_classes} training identities, fewer than "
                 f"--ids-per-batch {cfg.ids_per_batch}"
             )
-        pretrained_norm = _run_normalisation(cfg.pretrained)
+        pretrained_norm = pretrained_normalisation(cfg)
         try:
             self.model_cfg = ModelConfig(
                 backbone=cfg.backbone,
@@ -199,6 +220,8 @@ class _Trainer:
                 log.warning("--freeze-backbone without --pretrained trains on random features")
         if self.main:  # weights + optimiser state in trainer.pt + the best weights
             self.run.check_space(sum(p.numel() for p in model.parameters()), copies=4)
+        if cfg.sync_bn:
+            model = du.sync_batchnorm(model, ctx, self.device)
         self.model = model.to(self.device)
         if ctx.enabled:
             self.ddp: nn.Module = DistributedDataParallel(
@@ -316,9 +339,9 @@ class _Trainer:
         # Every rank takes part in the gather; only rank 0 writes.
         rng_states = du.gather_objects(capture_rng(), self.ctx)
         if self.main:
-            self.run.save_model(self.model, self.model_cfg)
+            save_model(self.run.root, self.model, self.model_cfg)
             if is_best:
-                self.run.save_model(self.model, self.model_cfg, best=True)
+                save_model(self.run.best_dir, self.model, self.model_cfg)
             self.metrics.append(record)
             self.run.write_metrics(self.metrics)
             self.run.save_trainer(self._trainer_state(epoch, rng_states))
@@ -334,21 +357,20 @@ class _Trainer:
         lr = float(self.optimizer.param_groups[0]["lr"])
         steps = len(self.sampler)
         progress.start_epoch(epoch, steps)
-        autocast = (
-            torch.autocast(device_type=self.device.type, dtype=self.amp)
-            if self.amp is not None
-            else nullcontext()
-        )
         sums = {"loss": 0.0, "id_loss": 0.0, "triplet_loss": 0.0, "acc": 0.0}
         images = 0
         n = 0
         start = time.perf_counter()
+        # Time blocked on the loader; each step ends in a host sync (the loss values), so
+        # the rest of the epoch is the device's work.
+        waited, ready = 0.0, start
         for step, (imgs, pids, camids, viewids, idx) in enumerate(self.train_loader, start=1):
+            waited += time.perf_counter() - ready
             imgs = imgs.to(self.device, non_blocking=True)
             pids = pids.to(self.device, non_blocking=True)
             camids = camids.to(self.device, non_blocking=True)
             viewids = viewids.to(self.device, non_blocking=True)
-            with autocast:
+            with autocast(self.device, self.amp):
                 out = self.ddp(imgs, camids, viewids)
             parts = self.criterion(out.logits, out.feats, pids)
             acc = accuracy(out.logits[0].detach(), pids) if out.logits else torch.zeros(())
@@ -379,6 +401,7 @@ class _Trainer:
                 self.hooks.on_batch(
                     BatchInfo(epoch, step, idx.clone(), loss_v, self.model, self.ctx.rank)
                 )
+            ready = time.perf_counter()
         if n == 0:
             raise TrainingError(
                 f"epoch {epoch} had no batch: the training split cannot fill one "
@@ -394,6 +417,7 @@ class _Trainer:
             "steps": n,
             "images_per_s": images / max(elapsed, 1e-9),
             "epoch_time_s": elapsed,
+            "loader_wait_s": waited,
         }
 
     def _fail_non_finite(self, epoch: int, step: int, loss: float, id_v: float, tri: float) -> None:
@@ -515,7 +539,7 @@ def finetune(cfg: FinetuneConfig, hooks: Hooks | None = None) -> RunResult:
     and leaves the group when done; only rank 0 writes to the run directory.
     """
     cfg.validate()
-    ctx = du.init_distributed(du.device_type(cfg.device))
+    ctx = du.init_distributed(device_type(cfg.device))
     out = run_output(cfg.output, "`reid finetune` or `reid pretrain`",
                      [cfg.pretrained, spec_path(cfg.data)])
     try:

@@ -80,12 +80,6 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write `data` to `path` atomically."""
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
-
-
 class _KeepWriteError:
     """A file wrapper that remembers the OSError of a failed write: torch.save reports a full
     disk only as "unexpected pos ..." and drops the reason."""

@@ -6,6 +6,11 @@ as `config.toml`, itself a valid recipe that `--resume` reads back. Recipe keys 
 dataclass field names, at the top level or inside one level of tables (`[model]`,
 `[optim]`, ...: the table is only for people). Unknown keys are an error, because a typo
 would otherwise fall back silently to a default.
+
+A recipe may start from another one, as fast-reid's `_BASE_` does: a top-level
+`base = "other.toml"` (relative to the recipe's folder) loads that recipe first, then the
+recipe's own keys replace the base's. Published variants (another dataset, another stride)
+are then the one or two lines that really differ.
 """
 
 from __future__ import annotations
@@ -89,15 +94,33 @@ class RecipeSchema(Generic[C]):
         return flat
 
     def load_recipe(self, path: str | Path) -> dict[str, Any]:
-        """{field: value} from a TOML recipe."""
-        p = Path(path)
+        """{field: value} from a TOML recipe, its `base` chain applied."""
+        return self._load_chain(Path(path), ())
+
+    def _load_chain(self, p: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
         try:
             data = tomllib.loads(p.read_text(encoding="utf-8"))
         except FileNotFoundError:
+            if seen:
+                raise ReidError(f"recipe {seen[-1]}: its base {p} does not exist") from None
             raise ReidError(f"recipe {p} does not exist") from None
+        except UnicodeDecodeError as err:
+            raise ReidError(f"recipe {p} is not UTF-8 text: {err}") from None
         except tomllib.TOMLDecodeError as err:
             raise ReidError(f"recipe {p} is not valid TOML: {err}") from None
-        return self.flatten(data, str(p))
+        base = data.pop("base", None)
+        values: dict[str, Any] = {}
+        if base is not None:
+            if not isinstance(base, str):
+                raise ReidError(f"recipe {p}: `base` must be a file name, got {base!r}")
+            base_path = (p.parent / base).resolve()
+            chain = (*seen, p.resolve())
+            if base_path in chain:
+                loop = " -> ".join(q.name for q in (*chain, base_path))
+                raise ReidError(f"recipe {p}: its base chain loops ({loop})")
+            values.update(self._load_chain(base_path, chain))
+        values.update(self.flatten(data, str(p)))
+        return values
 
     def resolve(self, recipe: str | Path | None = None,
                 overrides: dict[str, Any] | None = None) -> C:

@@ -17,29 +17,36 @@ epoch: it is the commit point that `--resume` continues from.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
-from torch import nn
 
 from reidcli.errors import TrainingError
 from reidcli.utils.diskerrors import check_free_space
 from reidcli.utils.io import atomic_torch_save, atomic_write_text
 from reidcli.utils.outputs import Output
+from reidcli.utils.recipes import RecipeSchema
+
+C = TypeVar("C")
 
 CONFIG = "config.toml"
+# An exported model is these two files, in the run directory and in best/ (reidcli.models
+# writes and reads them; a folder holding them is what `--pretrained RUN_DIR` and `-c` take).
+WEIGHTS_NAME = "model.safetensors"
+CONFIG_NAME = "model.json"
 TRAINER = "trainer.pt"
 METRICS = "metrics.jsonl"
 LOG = "train.log"
 BEST = "best"
 
 
-RUN_FILES = (CONFIG, TRAINER, METRICS, LOG, BEST, "model.safetensors", "model.json")
+RUN_FILES = (CONFIG, TRAINER, METRICS, LOG, BEST, WEIGHTS_NAME, CONFIG_NAME)
 """What a run writes into its directory (`reid finetune` and `reid pretrain`)."""
 
 
@@ -110,14 +117,21 @@ class RunDir:
     def write_config(self, text: str) -> None:
         atomic_write_text(self.config_path, text)
 
-    # -- weights ---------------------------------------------------------------------------
-    def save_model(self, model: nn.Module, model_cfg: Any, best: bool = False) -> Path:
-        from reidcli.models import save_model
+    def saved_config(self, schema: RecipeSchema[C]) -> C:
+        """The resolved configuration this run saved (config.toml), located here."""
+        if not self.config_path.is_file():
+            raise TrainingError(
+                f"cannot resume: {self.config_path} does not exist (no run was started in "
+                f"{self.root}; start it without --resume)"
+            )
+        return schema.resolve(self.config_path, {"output": str(self.root), "resume": True})
 
-        target = self.best_dir if best else self.root
-        target.mkdir(parents=True, exist_ok=True)
-        save_model(target, model, model_cfg)
-        return target
+    def resume_config(self, schema: RecipeSchema[C], overrides: dict[str, Any] | None = None) -> C:
+        """The saved configuration with the options given again applied on top. Whether the
+        result may continue the run (only runtime options changed) is checked by the stage
+        itself, so library users get the same check."""
+        values = {**(overrides or {}), "output": str(self.root), "resume": True}
+        return dataclasses.replace(self.saved_config(schema), **values)  # type: ignore[type-var]
 
     # -- resume state ----------------------------------------------------------------------
     def save_trainer(self, state: dict[str, Any]) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch import nn
 
 from reidcli.errors import ReidError
 
@@ -45,31 +46,6 @@ def env_world() -> tuple[int, int, int]:
     except ValueError as err:
         raise ReidError(f"malformed torchrun environment: {err}") from None
     return rank, world, local
-
-
-def device_type(requested: str) -> str:
-    """`cpu` or `cuda` for a `--device` value (`auto` = CUDA when present), before the
-    process group exists (the backend depends on it)."""
-    if requested == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        return torch.device(requested).type
-    except RuntimeError as err:
-        raise ReidError(f"unknown device {requested!r}: {err}") from None
-
-
-def resolve_device(requested: str, ctx: DistContext) -> torch.device:
-    """`auto` picks CUDA when present; under DDP each rank takes GPU LOCAL_RANK."""
-    if requested == "auto":
-        requested = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(requested)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ReidError("--device cuda requested but no CUDA device is available")
-        if device.index is None:
-            device = torch.device("cuda", ctx.local_rank if ctx.enabled else 0)
-        torch.cuda.set_device(device)
-    return device
 
 
 def init_distributed(device_type: str) -> DistContext:
@@ -120,3 +96,26 @@ def broadcast_object(obj: Any, ctx: DistContext) -> Any:
     box = [obj]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def has_batchnorm(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
+def sync_batchnorm(model: nn.Module, ctx: DistContext, device: torch.device) -> nn.Module:
+    """BatchNorm layers made SyncBatchNorm when training on several CUDA processes.
+
+    DINO and TransReID-SSL convert them (the ICS stem's and ResNet's BatchNorms), so the
+    statistics are those of the global batch. torch's SyncBatchNorm runs on GPUs only
+    (its training forward raises on CPU tensors), so with CPU processes (gloo) each rank
+    keeps its own statistics and a one-line warning says so. Conversion keeps the
+    parameters (same tensors) and buffers, and state-dict keys do not change.
+    """
+    if not ctx.enabled or not has_batchnorm(model):
+        return model
+    if device.type != "cuda":
+        if ctx.is_main:
+            log.warning("SyncBatchNorm needs CUDA: with %d CPU processes each keeps its own "
+                        "BatchNorm statistics", ctx.world_size)
+        return model
+    return nn.SyncBatchNorm.convert_sync_batchnorm(model)
