@@ -119,8 +119,8 @@ def open_h5_for_writing(path: str | os.PathLike[str], mode: str = "w") -> Any:
     With the cache, a chunk is written when its dataset handle is garbage-collected; on a
     full disk that write fails inside a destructor, where it cannot be caught, and HDF5
     later crashes the process. Without it every write happens in the call that asked for
-    it and fails there as an exception (and appends are no slower: measured 0.6-0.8 s
-    against 1.2 s for 25,600 rows of 768 floats).
+    it and fails there as an exception. Appends are no slower (docs/benchmarks.md, "HDF5
+    writes without the chunk cache").
     """
     import h5py
 
