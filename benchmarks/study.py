@@ -40,10 +40,12 @@ from pathlib import Path
 from typing import Any
 
 from machine import cpu_name
-from runner import REID, cached, metrics, parallel, run_model, shown
+from runner import REID, cached, parallel, run_model, shown
 
 from reidcli.data.parsers.luperson import read_list
 from reidcli.data.synth import read_manifest
+from reidcli.runs import compare_runs, summarise_run
+from reidcli.runs import mean_sd as mean_and_sd
 from reidcli.utils.io import atomic_write_text
 
 REPO = Path(__file__).resolve().parent.parent
@@ -155,15 +157,15 @@ class Study:
         return cmd
 
     def pretrain_cost(self, name: str, stats: dict[str, float]) -> dict[str, Any]:
-        epochs = metrics(self.out / name)
-        trained = epochs[-1]["iteration"] * self.args.pt_batch
+        run = summarise_run(self.out / name).values
+        trained = int(run["iterations"]) * self.args.pt_batch
         return stats | {
             "images_trained": trained,
-            "images_per_s_engine": round(statistics.mean(e["images_per_s"] for e in epochs), 1),
+            "images_per_s_engine": round(run["images/s"], 1),
             "images_per_s_wall": round(trained / stats["wall_s"], 1),
             "cpu_ms_per_image": round(1000 * stats["cpu_s"] / trained, 1),
-            "final_loss": round(epochs[-1]["loss"], 3),
-            "teacher_entropy": round(epochs[-1]["teacher_entropy"], 3),
+            "final_loss": round(run["loss"], 3),
+            "teacher_entropy": round(run["teacher_entropy"], 3),
         }
 
     def finetune_cmd(self, name: str, seed: int, start: str | None, data: str = "market",
@@ -191,10 +193,13 @@ class Study:
         self._batch([(name, self.finetune_cmd(name, seed, start, extra=extra, **kw))
                      for _, seed, name, start, extra in jobs])
         rows: dict[str, list[dict[str, float]]] = {}
-        for label, seed, name, _, _ in jobs:
-            last = metrics(self.out / name)[-1]
-            rows.setdefault(label, []).append({"seed": seed, **{
-                k: round(100 * last[k], 2) for k in ("mAP", "R1", "mINP")}})
+        for label in starts:
+            cmp = compare_runs([self.out / name for lab, _, name, _, _ in jobs if lab == label])
+            if len(cmp.groups) != 1:  # a label's runs must differ by their seed alone
+                raise SystemExit(f"{label}: runs differ in {cmp.differing}, not only the seed")
+            rows[label] = [{"seed": run.seed, **{k: round(100 * run.values[k], 2)
+                                                 for k in ("mAP", "R1", "mINP")}}
+                           for run in cmp.runs]
         return rows
 
     def zero_shot(self, run: str) -> dict[str, float]:
@@ -318,8 +323,7 @@ def paired(rows: dict[str, list[dict[str, float]]]) -> dict[str, list[float]]:
 
 # ---- report ------------------------------------------------------------------------------
 def mean_sd(values: list[float]) -> str:
-    sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.1f} ± {sd:.1f}"
+    return "{:.1f} ± {:.1f}".format(*mean_and_sd(values))
 
 
 def table(rows: dict[str, list[dict[str, float]]], label: str) -> str:

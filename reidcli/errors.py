@@ -2,12 +2,22 @@
 
 Anything the user can fix (a missing folder, an unreadable image, a bad bank, a checkpoint
 that does not fit) raises a `ReidError`. The CLI prints its message without a traceback
-(exit code 1); `--verbose` adds the traceback. Library users catch it like any exception.
+(exit code 1, or 2 for a `UsageError`); `--verbose` adds the traceback. Library users catch
+it like any exception.
 """
 
 
 class ReidError(Exception):
     """An error caused by the user's input or environment, saying how to fix it."""
+
+    exit_code = 1
+
+
+class UsageError(ReidError):
+    """A setting that cannot work (an option, a recipe key, a combination): bad usage, so the
+    CLI exits with 2 like a mistyped option."""
+
+    exit_code = 2
 
 
 class DatasetError(ReidError):

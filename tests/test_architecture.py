@@ -18,7 +18,7 @@ LAYERS: list[set[str]] = [
     {"data", "models", "retrieval"},
     {"inference", "visualize"},
     {"training", "ssl"},
-    {"selection"},
+    {"selection", "runs"},
     {"demo"},
     {"cli"},
     {"__main__"},

@@ -77,5 +77,32 @@ def test_cli_help_lists_the_issue_options() -> None:
     for option in ("--source", "--target", "--keep", "--keep-count", "--output", "--scores",
                    "--source-model", "--target-model", "--proxy-epochs", "--proxy-method",
                    "--proxy-sample", "--target-supervised", "--batch-size", "--workers",
-                   "--device", "--amp", "--data-root", "--seed", "--workdir"):
+                   "--device", "--amp", "--data-root", "--seed", "--workdir",
+                   "--target-self-supervised", "--check-sample"):
         assert option in result.output, option
+
+
+@pytest.mark.parametrize(("flag", "expected"), [
+    ([], None), (["--target-supervised"], True), (["--target-self-supervised"], False),
+])
+def test_cli_target_proxy_training_defaults_to_auto(inputs, tmp_path: Path, monkeypatch,
+                                                   flag, expected) -> None:
+    seen = []
+    monkeypatch.setattr("reidcli.selection.cfs_filter", lambda opts: seen.append(opts))
+    source, _, _ = inputs
+    result = _run("--source", f"luperson:{source}", "--target", "market1501", "--keep", "0.5",
+                  "-o", str(tmp_path / "x.txt"), "--check-sample", "7", *flag)
+    assert result.exit_code == 0, result.output
+    assert seen[0].proxy.target_supervised is expected and seen[0].check_sample == 7
+
+
+def test_cli_prints_the_self_check(inputs, tmp_path: Path) -> None:
+    source, s, t = inputs
+    result = _run("--source", f"luperson:{source}", "--target", f"luperson:{source}",
+                  "--keep", "0.5", "-o", str(tmp_path / "x.txt"), "--source-model", str(s),
+                  "--target-model", str(t), "--check-sample", "4", "--workers", "0",
+                  "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())  # the console wraps long lines
+    assert "self-check: " in text and " 4 luperson:" in text and "median percentile" in text
+    assert (tmp_path / "x.work" / "scores.check.json").is_file()

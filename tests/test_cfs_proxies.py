@@ -15,7 +15,13 @@ from reidcli.errors import ReidError
 from reidcli.models import read_config
 from reidcli.runtime.files import file_sha256
 from reidcli.selection.pipeline import CfsOptions, cfs_filter, load_source
-from reidcli.selection.proxies import SAMPLE_LIST, ProxySettings, write_sample
+from reidcli.selection.proxies import (
+    SAMPLE_LIST,
+    ProxySettings,
+    crop_padding,
+    has_labels,
+    write_sample,
+)
 from reidcli.selection.scorefile import read_scores
 
 N = 16
@@ -59,7 +65,8 @@ def _sha(run: Path) -> str:
 
 
 def test_self_supervised_proxies_are_trained_then_reused(data, tmp_path: Path) -> None:
-    result = cfs_filter(_opts(data, tmp_path))
+    ssl = _settings(target_supervised=False)
+    result = cfs_filter(_opts(data, tmp_path, proxy=ssl))
     assert result is not None and result.kept == N // 2
     work = tmp_path / "cfs.work"
     s_run, t_run = work / "source_proxy", work / "target_proxy"
@@ -74,15 +81,34 @@ def test_self_supervised_proxies_are_trained_then_reused(data, tmp_path: Path) -
     scores = read_scores(result.scores_path).scores
     assert np.all(scores <= 1.0 + 1e-5) and np.ptp(scores) > 0
     shas = _sha(s_run), _sha(t_run)
-    again = cfs_filter(_opts(data, tmp_path, keep=0.25))
+    again = cfs_filter(_opts(data, tmp_path, keep=0.25, proxy=ssl))
     assert again is not None and again.scoring.skipped and again.kept == N // 4
     assert (_sha(s_run), _sha(t_run)) == shas  # finished proxies are not retrained
+    assert again.check is not None and again.check.split == "train"  # the market's images
     with pytest.raises(ReidError, match="trained with other settings.*epochs"):
-        cfs_filter(_opts(data, tmp_path, proxy=_settings(epochs=2)))
+        cfs_filter(_opts(data, tmp_path, proxy=_settings(epochs=2, target_supervised=False)))
+    # The default for a labelled target is the supervised proxy: not this one.
+    with pytest.raises(ReidError, match="trained self-supervised, this run trains it "
+                                        "supervised.*--target-self-supervised"):
+        cfs_filter(_opts(data, tmp_path))
+
+
+def test_labelled_targets_get_a_supervised_proxy_by_default(data) -> None:
+    source, market = data
+    assert has_labels(f"market1501:{market}", None)
+    assert not has_labels(f"luperson:{source}", None)  # pid -1 throughout
+    auto = ProxySettings()
+    assert auto.target_supervised is None
+    assert auto.supervised_target(f"market1501:{market}", None)
+    assert not auto.supervised_target(f"luperson:{source}", None)
+    forced = ProxySettings(target_supervised=False)
+    assert not forced.supervised_target(f"market1501:{market}", None)
+    with pytest.raises(ReidError, match="--target-supervised: the train split of luperson"):
+        ProxySettings(target_supervised=True).supervised_target(f"luperson:{source}", None)
 
 
 def test_supervised_target_proxy_fine_tunes_the_source_proxy(data, tmp_path: Path) -> None:
-    first = cfs_filter(_opts(data, tmp_path / "a", proxy=_settings(target_supervised=True)))
+    first = cfs_filter(_opts(data, tmp_path / "a"))  # the default for a labelled target
     assert first is not None
     t_cfg = read_config(first.target_model)
     s_cfg = read_config(first.source_model)
@@ -90,9 +116,18 @@ def test_supervised_target_proxy_fine_tunes_the_source_proxy(data, tmp_path: Pat
     assert (t_cfg.backbone, t_cfg.img_size, t_cfg.mean) == (s_cfg.backbone, s_cfg.img_size,
                                                             s_cfg.mean)
     assert t_cfg.num_classes == 4  # the target's training identities
+    # TransReID's 10 px crop padding at 256x128 is 2-3 px at 64x32.
+    assert "padding = 2\n" in (first.target_model / "config.toml").read_text()
+    assert [crop_padding(s) for s in ((256, 128), (384, 128), (64, 32), (16, 8))] == [
+        10, 10, 2, 1]
     # A given source proxy is used as it is; only the target proxy is trained.
     cfs_filter(_opts(data, tmp_path / "b", source_model=first.source_model,
                      proxy=_settings(target_supervised=True)))
+    # Asking for a self-supervised proxy where a supervised one was trained is refused too.
+    with pytest.raises(ReidError, match="trained supervised, this run trains it "
+                                        "self-supervised.*--target-supervised"):
+        cfs_filter(_opts(data, tmp_path / "b", source_model=first.source_model,
+                         proxy=_settings(target_supervised=False)))
     assert not (tmp_path / "b" / "cfs.work" / "source_proxy").exists()
     assert (tmp_path / "b" / "cfs.work" / "target_proxy" / "model.json").is_file()
 

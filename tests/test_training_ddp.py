@@ -36,7 +36,7 @@ WORLD = 2
 
 
 def _config(market: Path, out: Path) -> FinetuneConfig:
-    return tiny_config(market, out, seed=11, sync_bn=True)
+    return tiny_config(market, out, seed=11, sync_bn=True, tensorboard=True)
 
 
 def _worker(rank: int, market: str, out: str, port: int, dump: str) -> None:
@@ -108,9 +108,10 @@ def test_ddp_two_cpu_processes(tmp_path: Path) -> None:
     assert warnings[0].count("SyncBatchNorm needs CUDA") == 1
     assert "SyncBatchNorm" not in warnings[1]
 
-    # Only rank 0 wrote: one metrics line per epoch, one run directory.
+    # Only rank 0 wrote: one metrics line per epoch, one run directory, one event file.
     lines = (out / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
+    assert len(list((out / "tb").glob("events.out.tfevents.*"))) == 1
 
 
 def test_sync_batchnorm_conversion(caplog: pytest.LogCaptureFixture) -> None:

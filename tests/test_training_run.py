@@ -101,6 +101,9 @@ def test_resume_refuses_changed_training_options(market: Path, tmp_path: Path) -
 def test_resume_without_checkpoint_fails_clearly(tmp_path: Path) -> None:
     with pytest.raises(TrainingError, match="config.toml"):
         resume_config(tmp_path / "nothing")
+    (tmp_path / "killed").mkdir()  # a run killed before it wrote anything
+    with pytest.raises(TrainingError, match="nothing of a run was committed .* without --resume"):
+        resume_config(tmp_path / "killed")
 
 
 def test_non_finite_loss_stops_and_keeps_last_checkpoint(

@@ -42,6 +42,7 @@ def _register() -> None:
     # Imported here so `reid --help` stays one place that lists every stage in pipeline order.
     from reidcli.cli import (
         cfs_filter,
+        compare,
         datasets,
         demo,
         evaluate,
@@ -67,6 +68,9 @@ def _register() -> None:
     app.command("rerank", help="Exact k-reciprocal re-ranking -> distance file.")(rerank.rerank)
     app.command("visualize", help="Draw ranked lists of a bank or distance file.")(
         visualize.visualize
+    )
+    app.command("compare", help="Training runs side by side (differing settings, scores).")(
+        compare.compare
     )
     app.command("demo", help="Run the whole pipeline on synthetic data.")(demo.demo)
     app.add_typer(synth.app, name="synth")

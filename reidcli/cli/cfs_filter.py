@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from reidcli.cli.common import parse_size, state
 from reidcli.utils.logging import console
@@ -72,10 +73,15 @@ def cfs_filter(
         None, "--proxy-recipe", help="`reid pretrain` recipe for the other proxy settings "
         "(lr, heads, crops); the options above take precedence.",
         rich_help_panel=PANEL_PROXY),
-    target_supervised: bool = typer.Option(
-        False, "--target-supervised/--target-self-supervised", help="Train the target proxy "
-        "by fine-tuning on the target's identity labels instead of self-supervised.",
-        rich_help_panel=PANEL_PROXY),
+    target_supervised: bool | None = typer.Option(
+        None, "--target-supervised/--target-self-supervised", help="Train the target proxy "
+        "by fine-tuning theta_s on the target's identity labels, or self-supervised with "
+        "--proxy-method. Default: supervised when the target has identity labels.",
+        show_default=False, rich_help_panel=PANEL_PROXY),
+    check_sample: int = typer.Option(
+        256, "--check-sample", min=0, help="Target images the self-check scores to see where "
+        "they rank among the source (0: no check; needs --target).",
+        rich_help_panel=PANEL_RUN),
     batch_size: int = typer.Option(
         256, "--batch-size", "-b", min=1, help="Scoring batch size.",
         rich_help_panel=PANEL_RUN),
@@ -121,7 +127,7 @@ def cfs_filter(
         keep_count=keep_count, scores=scores, source_model=source_model,
         target_model=target_model, proxy=proxy, data_root=data_root, workdir=workdir,
         batch_size=batch_size, workers=workers, device=device, amp=amp, overwrite=overwrite,
-        progress=not state.quiet,
+        progress=not state.quiet, check_sample=check_sample,
     ))
     if result is None:  # a non-zero torchrun rank: rank 0 reports
         return
@@ -132,3 +138,7 @@ def cfs_filter(
         f"mean {result.mean_kept:.4f} kept, {result.mean_all:.4f} all) -> {result.list_path}\n"
         f"scores: {result.scores_path} ({how})"
     )
+    if result.check is not None:
+        style = "red" if result.check.inverted else "green"
+        console.print(f"self-check: [{style}]{escape(result.check.summary())}[/]",
+                      highlight=False)

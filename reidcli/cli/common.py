@@ -24,7 +24,8 @@ state = CliState()
 
 
 class ReidGroup(TyperGroup):
-    """Turns `ReidError` into a one-line red message and exit code 1 (traceback with -v).
+    """Turns `ReidError` into a one-line red message and its exit code: 1, or 2 for a
+    `UsageError` (traceback with -v).
 
     Click already maps usage errors to exit code 2; anything else is a bug and keeps its
     traceback.
@@ -36,8 +37,9 @@ class ReidGroup(TyperGroup):
         except ReidError as err:
             if state.verbose:
                 console.print_exception(show_locals=False)
-            console.print(f"[bold red]error:[/] {escape(str(err))}")
-            raise typer.Exit(1) from None
+            # soft_wrap: the message stays one line (paths whole for copying and grep).
+            console.print(f"[bold red]error:[/] {escape(str(err))}", soft_wrap=True)
+            raise typer.Exit(err.exit_code) from None
 
 
 def parse_size(text: str) -> tuple[int, int]:

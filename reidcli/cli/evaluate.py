@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from enum import StrEnum
 from pathlib import Path
 
@@ -20,6 +21,8 @@ from reidcli.retrieval.rerank import RerankParams
 from reidcli.runtime.device import UnknownDevice, resolve_device
 from reidcli.utils.logging import console, stdout_console
 from reidcli.utils.outputs import claim_output
+
+log = logging.getLogger(__name__)
 
 
 class MetricName(StrEnum):
@@ -48,7 +51,18 @@ def rerank_params(k1: int, k2: int, lam: float) -> RerankParams:
         raise typer.BadParameter(str(err)) from None
 
 
+def warn_unused_rerank_options(ctx: typer.Context, rerank: bool) -> None:
+    """--k1/--k2/--lambda typed without --rerank do nothing: say so rather than ignore them."""
+    # By name: typer ships its own copy of click, whose ParameterSource is another enum.
+    typed = [f"--{name}" for name, param in (("k1", "k1"), ("k2", "k2"), ("lambda", "lam"))
+             if getattr(ctx.get_parameter_source(param), "name", None) == "COMMANDLINE"]
+    if typed and not rerank:
+        log.warning("%s only apply with --rerank: ignored (add --rerank to re-rank)",
+                    ", ".join(typed))
+
+
 def evaluate(
+    ctx: typer.Context,
     source: Path = typer.Argument(
         ..., help="Feature bank (.h5) or distance file written by `reid rerank`."),
     metric: MetricName = typer.Option(MetricName.cosine, "--metric",
@@ -79,6 +93,7 @@ def evaluate(
                                         "evaluation results."),
 ) -> None:
     """Market-1501 protocol: mAP, mINP and CMC of a bank's query split against its gallery."""
+    warn_unused_rerank_options(ctx, rerank)
     params = rerank_params(k1, k2, lam) if rerank else None
     to_file = json_out is not None and json_out != "-"
     # Claimed before the work so that a bad --json fails at once, not after evaluating.

@@ -159,11 +159,19 @@ def finetune(
     eval_every: int | None = typer.Option(
         None, "--eval-every", help="Evaluate on query/gallery every N epochs (default: 0 = "
         "after the last epoch only).", rich_help_panel=PANEL_RUN),
+    allow_no_eval: bool | None = typer.Option(
+        None, "--allow-no-eval/--no-allow-no-eval", help="Train without evaluation (warned) "
+        "when no query has a positive in the gallery (one camera, disjoint ids); without it "
+        "such a dataset is refused before the first epoch.", rich_help_panel=PANEL_RUN),
     eval_batch_size: int | None = typer.Option(
         None, "--eval-batch-size", help="Batch size of evaluation (default: 256).",
         rich_help_panel=PANEL_RUN),
     device: str | None = typer.Option(
         None, "--device", help="auto, cpu, cuda or cuda:N (default: auto).",
+        rich_help_panel=PANEL_RUN),
+    tensorboard: bool | None = typer.Option(
+        None, "--tensorboard/--no-tensorboard", help="Also write the per-epoch metrics to "
+        "RUN_DIR/tb for TensorBoard (pip install 'reidcli[tensorboard]').",
         rich_help_panel=PANEL_RUN),
 ) -> None:
     """Supervised fine-tuning (ID + triplet loss; TransReID SIE/JPM for ViTs; DINOv2, SOLIDER
@@ -219,8 +227,10 @@ def finetune(
         sync_bn=sync_bn,
         seed=seed,
         eval_every=eval_every,
+        allow_no_eval=allow_no_eval,
         eval_batch_size=eval_batch_size,
         device=device,
+        tensorboard=tensorboard,
     )
     overrides["progress"] = not state.quiet
     if resume:

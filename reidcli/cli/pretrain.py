@@ -139,6 +139,10 @@ def pretrain(
     device: str | None = typer.Option(
         None, "--device", help="auto, cpu, cuda or cuda:N (default: auto).",
         rich_help_panel=PANEL_RUN),
+    tensorboard: bool | None = typer.Option(
+        None, "--tensorboard/--no-tensorboard", help="Also write the per-epoch metrics to "
+        "RUN_DIR/tb for TensorBoard (pip install 'reidcli[tensorboard]').",
+        rich_help_panel=PANEL_RUN),
 ) -> None:
     """Self-supervised pre-training of a ViT on unlabelled person images (DINO, DINO+MIM,
     PASS); the teacher is exported as model.safetensors for `reid finetune --pretrained`."""
@@ -184,6 +188,7 @@ def pretrain(
         checkpoint_every=checkpoint_every,
         max_iters=max_iters,
         device=device,
+        tensorboard=tensorboard,
     )
     overrides |= {"progress": not state.quiet, "output": str(output), "resume": resume}
     if resume:

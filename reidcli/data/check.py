@@ -11,7 +11,7 @@ from typing import Any
 from reidcli.data.images import verify_image
 from reidcli.data.loading import parse_dataset
 from reidcli.data.problems import Problem, count_errors
-from reidcli.data.records import ReidDataset
+from reidcli.data.records import ImageRecord, ReidDataset
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,38 @@ def missing_query_ids(dataset: ReidDataset) -> list[Problem]:
     ]
 
 
+def queries_with_positive(query: list[ImageRecord], gallery: list[ImageRecord]) -> int:
+    """Queries that can be scored under the Market-1501 protocol: some gallery image shows
+    the same identity (not -1) from another camera (same-camera matches are ignored)."""
+    cams: dict[int, set[int]] = {}
+    for r in gallery:
+        if r.pid != -1:
+            cams.setdefault(r.pid, set()).add(r.camid)
+    return sum(1 for q in query if q.pid != -1 and cams.get(q.pid, set()) - {q.camid})
+
+
+def evaluation_problem(dataset: ReidDataset) -> Problem | None:
+    """An error when the dataset has query and gallery images but no query can be scored,
+    so retrieval metrics (and fine-tuning's evaluation) cannot be computed; else None."""
+    query, gallery = dataset.splits.get("query"), dataset.splits.get("gallery")
+    if not query or not gallery or queries_with_positive(query, gallery):
+        return None
+    cameras = {r.camid for r in query} | {r.camid for r in gallery}
+    shared = {r.pid for r in query} & {r.pid for r in gallery if r.pid != -1}
+    if len(cameras) == 1:
+        why = "every query and gallery image comes from one camera"
+    elif not shared:
+        why = "no query identity appears in the gallery"
+    else:
+        why = "each query identity appears in the gallery only under the query's own camera"
+    return Problem(
+        "error", "not evaluable",
+        f"{dataset.name} at {dataset.root} cannot be evaluated: none of its {len(query)} "
+        f"queries has a positive (the same identity seen by another camera in the gallery): "
+        f"{why}", "query",
+    )
+
+
 def verify_images(
     dataset: ReidDataset,
     workers: int | None = None,
@@ -99,6 +131,9 @@ def check_parsed(
 ) -> CheckReport:
     """Add the query/gallery check and (if `verify`) the decoding check to parse problems."""
     found = [*problems, *missing_query_ids(dataset)]
+    unevaluable = evaluation_problem(dataset)
+    if unevaluable is not None:
+        found.append(unevaluable)
     if verify:
         found += verify_images(dataset, workers, progress)
     return CheckReport(dataset, split_stats(dataset), found)
@@ -111,6 +146,7 @@ def check_dataset(
     workers: int | None = None,
     **options: Any,
 ) -> CheckReport:
-    """Parse `spec`, then look for unreadable images and query ids missing from the gallery."""
+    """Parse `spec`, then look for unreadable images, query ids missing from the gallery and
+    a query set that cannot be evaluated at all."""
     dataset, problems = parse_dataset(spec, data_root, **options)
     return check_parsed(dataset, problems, verify, workers)

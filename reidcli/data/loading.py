@@ -16,6 +16,8 @@ from reidcli.errors import DatasetError
 
 log = logging.getLogger(__name__)
 
+TEST_ONLY = "no train split"
+
 
 def parse_options(pairs: Iterable[str]) -> dict[str, str]:
     """`["pattern=...", "cam_base=0"]` -> {"pattern": "...", "cam_base": "0"} (types are
@@ -60,8 +62,15 @@ def parse_dataset(
     root = resolve_root(parsed, data_root)
     problems: list[Problem] = []
     dataset = parsed.info.parse(Path(root), problems, **kwargs)
+    evaluable = bool(dataset.splits.get("query")) and bool(dataset.splits.get("gallery"))
     for split, records in dataset.splits.items():
-        if not records:
+        if records:
+            continue
+        if split == "train" and evaluable:
+            # Only training needs this split; ReidDataset.train says so when asked for it.
+            problems.append(Problem("warning", TEST_ONLY, "split 'train' has no usable image: "
+                                    "a test-only dataset, for extract and evaluate", split))
+        else:
             problems.append(
                 Problem("error", "empty split", f"split {split!r} has no usable image", split)
             )
@@ -84,6 +93,7 @@ def load_dataset(
             + "; ".join(p.message for p in empty)
             + f". Run `reid datasets check {spec}` for details."
         )
+    problems = [p for p in problems if p.kind != TEST_ONLY]  # expected when evaluating on it
     if problems:
         first = problems[0]
         log.warning(

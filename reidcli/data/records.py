@@ -43,7 +43,26 @@ class ReidDataset:
 
     @property
     def train(self) -> list[ImageRecord]:
-        return self.split("train")
+        """The training images; a test-only dataset (no train folder) is an error here."""
+        from reidcli.errors import DatasetError
+
+        records = self.split("train")
+        if not records:
+            raise DatasetError(
+                f"{self.name} at {self.root} has no training image (a test-only dataset: "
+                "query and gallery only); train on another dataset and evaluate on this one "
+                "with `reid extract` and `reid evaluate`"
+            )
+        return records
+
+    def training_split(self) -> str:
+        """What self-supervised stages train on: the train split, or the first split of a
+        dataset without one (an image folder)."""
+        return "train" if "train" in self.splits else next(iter(self.splits))
+
+    def training_images(self) -> list[ImageRecord]:
+        split = self.training_split()
+        return self.train if split == "train" else self.splits[split]
 
     @property
     def query(self) -> list[ImageRecord]:

@@ -32,6 +32,31 @@ def parse_spec(spec: str) -> DatasetSpec:
     return DatasetSpec(get_dataset_info(name), Path(path).expanduser() if sep else None)
 
 
+def absolute_path(path: str | None, keywords: tuple[str, ...] = ()) -> str | None:
+    """`path` made absolute against the working directory (None and `keywords`, such as
+    `timm`, unchanged): what a saved run configuration stores, so that `--resume` works
+    from any directory."""
+    if path is None or path in keywords or not path.strip():
+        return path
+    return os.path.abspath(os.path.expanduser(path))
+
+
+def absolute_if_present(path: str | None) -> str | None:
+    """`path` made absolute if it names something from the working directory; else as given
+    (a `subset` list is also looked up under the dataset root, which is absolute already)."""
+    if path is None or not Path(path).expanduser().exists():
+        return path
+    return absolute_path(path)
+
+
+def absolute_spec(spec: str) -> str:
+    """`NAME:PATH` with PATH absolute; `NAME` alone (searched under the data root) as given."""
+    name, sep, path = spec.partition(":")
+    if not sep or not path.strip():
+        return spec
+    return f"{name}:{absolute_path(path)}"
+
+
 def default_data_root(data_root: str | os.PathLike[str] | None = None) -> Path:
     """`data_root` if given, else `$REID_DATA_ROOT`, else `./data`."""
     if data_root is not None:

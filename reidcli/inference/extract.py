@@ -17,7 +17,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import h5py
 import numpy as np
 from torch.utils.data import DataLoader
 
@@ -32,7 +31,7 @@ from reidcli.runtime.device import amp_dtype, device_type, resolve_device
 from reidcli.runtime.files import file_sha256, shard
 from reidcli.utils.diskerrors import check_free_space
 from reidcli.utils.outputs import Output, check_output, claim_output
-from reidcli.utils.partial_h5 import partial_path
+from reidcli.utils.partial_h5 import partial_path, remove_partial
 from reidcli.utils.progress import stream_progress
 
 log = logging.getLogger(__name__)
@@ -120,20 +119,6 @@ def _matches(path: Path, provenance: dict[str, object], rows: dict[str, int]) ->
             return same and {s: len(bank[s]) for s in bank.splits} == rows
     except BankError:
         return False
-
-
-def _discard_stale_partial(tmp: Path, provenance: dict[str, object]) -> None:
-    """A partial bank from another model or other inputs must not be continued."""
-    if not tmp.exists():
-        return
-    try:
-        with h5py.File(tmp, "r") as f:
-            stale = any(f.attrs.get(k) != v for k, v in provenance.items())
-    except OSError:
-        stale = True
-    if stale:
-        log.warning("discarding %s: it was written with another model or other inputs", tmp)
-        tmp.unlink()
 
 
 def _loader(records: Sequence[ImageRecord], cfg, opts: ExtractOptions, pin: bool) -> DataLoader:
@@ -246,15 +231,17 @@ def _extract(opts: ExtractOptions, output: Path, claim: Output,
         ours=lambda p: _matches(p, provenance, rows)))
     if output.exists() and not opts.overwrite:
         log.info("%s is complete for this model and these images; nothing to do", output)
+        remove_partial(output)  # a kill between the final rename and the clean-up
         return ExtractResult(output, rows, skipped=True)
     target = output if not ctx.enabled else output.with_name(
         f"{output.stem}.rank{ctx.rank}{output.suffix}")
-    partial = partial_path(target)
-    _discard_stale_partial(partial, provenance)
-    check_free_space(output, bank_bytes(
+    partial = partial_path(target)  # rows an interrupted run committed need no new space
+    done = sum(p.stat().st_size for p in partial.rglob("*") if p.is_file()) \
+        if partial.is_dir() else 0
+    # Twice the bank: the committed chunks and the final file exist together at the end.
+    check_free_space(output, 2 * bank_bytes(
         sum(rows.values()), model.feat_dim, opts.dtype,
-        sum(len(r.path) for recs in splits.values() for r in recs),
-    ) - (partial.stat().st_size if partial.exists() else 0))
+        sum(len(r.path) for recs in splits.values() for r in recs)) - done)
     extractor = FeatureExtractor(model, device, amp_dtype(opts.amp, device), opts.flip)
     start = time.perf_counter()
     progress = stream_progress(enabled=opts.progress and ctx.is_main)

@@ -13,14 +13,14 @@ import os
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from reidcli.errors import CheckpointError
 from reidcli.models.config import ModelConfig
 from reidcli.models.layouts import CONFIG_NAME, WEIGHTS_NAME
 from reidcli.models.reid_model import ReidModel, build_model, unwrap
-from reidcli.utils.io import atomic_path, atomic_write_text
+from reidcli.models.weights_file import read_metadata, read_weights, stored_config
+from reidcli.utils.io import atomic_path, atomic_write_text, remove_orphans
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,7 @@ def save_model(
     cfg = cfg or model.cfg
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    remove_orphans(run_dir, (WEIGHTS_NAME,))  # a killed save's temp is as big as the weights
     config_json = json.dumps(cfg.to_dict(), indent=2, sort_keys=True)
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     with atomic_path(run_dir / WEIGHTS_NAME) as tmp:
@@ -68,14 +69,10 @@ def export_config(path: str | os.PathLike[str]) -> ModelConfig | None:
     if not path.is_file():
         return None
     if path.suffix == ".safetensors":
-        try:
-            with safe_open(path, framework="pt") as f:
-                stored = (f.metadata() or {}).get("config")
-        except Exception as exc:  # safetensors raises its own error types for bad headers
-            raise CheckpointError(f"{path} is not a readable safetensors file: {exc}") from exc
+        stored = stored_config(read_metadata(path), path)
         if stored is not None:
             try:
-                return ModelConfig.from_dict(json.loads(stored))
+                return ModelConfig.from_dict(stored)
             except (ValueError, TypeError) as exc:
                 raise CheckpointError(f"{path}: invalid model config in metadata: {exc}") from exc
     if (path.parent / CONFIG_NAME).is_file():
@@ -98,9 +95,9 @@ def load_model(
     weights = run_dir / WEIGHTS_NAME
     if not weights.is_file():
         raise CheckpointError(f"{weights} not found")
-    with safe_open(weights, framework="pt") as f:
-        stored = (f.metadata() or {}).get("config")
-    if stored is not None and json.loads(stored) != cfg.to_dict():
+    state, meta = read_weights(weights)
+    stored = stored_config(meta, weights)
+    if stored is not None and stored != cfg.to_dict():
         raise CheckpointError(f"{weights} and {CONFIG_NAME} in {run_dir} come from different saves")
     if num_classes is not None and num_classes not in (0, cfg.num_classes):
         raise CheckpointError(
@@ -109,7 +106,6 @@ def load_model(
         )
     if num_classes == 0:
         cfg.num_classes = 0
-    state = load_file(weights)
     if cfg.num_classes == 0:
         state = {k: v for k, v in state.items() if ".classifier." not in k}
     model = build_model(cfg)

@@ -20,11 +20,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors import safe_open
-from safetensors.torch import load_file
 
 from reidcli.errors import CheckpointError
 from reidcli.models.config import ModelConfig, token_grid
+from reidcli.models.weights_file import read_weights, stored_config
 from reidcli.runtime.rundir import CONFIG_NAME, WEIGHTS_NAME
 
 EXTRA_PREFIXES = ("heads.", "sie.", "jpm.")
@@ -96,15 +95,14 @@ def _read_run_dir(path: Path) -> Source:
             config = json.loads((path / CONFIG_NAME).read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
             raise CheckpointError(f"{path / CONFIG_NAME} is not valid JSON: {exc}") from exc
-    return _from_reidcli(load_file(weights), config, "reidcli-run")
+    return _from_reidcli(read_weights(weights)[0], config, "reidcli-run")
 
 
 def _read_safetensors(path: Path) -> Source:
-    state = load_file(path)
-    with safe_open(path, framework="pt") as f:
-        meta = f.metadata() or {}
-    if "config" in meta:
-        return _from_reidcli(state, json.loads(meta["config"]), "reidcli")
+    state, meta = read_weights(path)
+    config = stored_config(meta, path)
+    if config is not None:
+        return _from_reidcli(state, config, "reidcli")
     return _from_flat(state, "safetensors")
 
 

@@ -6,15 +6,14 @@ plus optional provenance; one group per split with `feats` (N x D float32/float1
 
 Reading is lazy: opening a bank validates its structure and loads the small label arrays, but
 features (and paths) are read only when asked for, so a multi-million-row `source` split costs
-nothing until it is used. Writing streams: `BankWriter` appends chunks to a hidden partial
-file next to the destination and renames it over the destination only when finished, so a
-crash never leaves a half bank under the final name, and an interrupted extraction can resume
-from the last checkpoint.
+nothing until it is used. Writing streams: `BankWriter` commits rows in chunk files of a hidden
+partial folder next to the destination and writes the bank (renamed over the destination)
+only when finished, so a crash never leaves a half bank under the final name, and an
+interrupted extraction resumes from its last checkpoint whatever instant it was killed at.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
 import logging
 import os
 from collections.abc import Iterator, Mapping, Sequence
@@ -26,7 +25,6 @@ import h5py
 import numpy as np
 
 from reidcli.errors import BankError
-from reidcli.utils.io import atomic_path, open_h5_for_writing
 from reidcli.utils.partial_h5 import PartialH5Writer
 
 log = logging.getLogger(__name__)
@@ -36,7 +34,6 @@ BANK_VERSION = 1
 PROVENANCE_KEYS = ("model", "checkpoint_sha256", "dataset", "created", "normalized", "flip")
 REQUIRED_DATASETS = ("feats", "pids", "camids", "paths")
 FEATURE_DTYPES = (np.dtype(np.float32), np.dtype(np.float16))
-_STR = h5py.string_dtype("utf-8")
 # Rows per HDF5 chunk: large enough for fast sequential reads, small enough that appending a
 # few images does not rewrite megabytes.
 _CHUNK_ROWS = 1024
@@ -92,6 +89,18 @@ class Split:
         """An in-memory copy (features as stored dtype, paths as a list)."""
         return Split(self.name, np.asarray(self.feats[:]), self.pids, self.camids,
                      self.read_paths(), self.viewids)
+
+
+def check_comparable(query: Split, gallery: Split, path: Any = None) -> None:
+    """Raise `BankError` unless both splits have rows and features of one size (distances
+    between them are defined), naming the bank and both splits."""
+    where = f"{path}: " if path else ""
+    if len(query) == 0 or len(gallery) == 0:
+        raise BankError(f"{where}split {query.name!r} has {len(query)} rows and "
+                        f"{gallery.name!r} {len(gallery)}; both need at least one")
+    if query.dim != gallery.dim:
+        raise BankError(f"{where}split {query.name!r} has {query.dim}-dimensional features, "
+                        f"{gallery.name!r} {gallery.dim}: they come from different models")
 
 
 @dataclass
@@ -176,6 +185,11 @@ def _read_split(group: h5py.Group, path: Path) -> Split:
     if wrong:
         parts = ", ".join(f"{k} has {v}" for k, v in wrong.items())
         raise BankError(f"{path}: split {name!r} has {n} feature rows but {parts}")
+    for key in ("pids", "camids", "viewids"):
+        if key in group and group[key].dtype.kind not in "iu":
+            # A float id would be truncated silently (2.7 -> 2) and match the wrong person.
+            raise BankError(f"{path}: split {name!r} {key} must be integers, got "
+                            f"{group[key].dtype}")
     pids = np.asarray(group["pids"][:], dtype=np.int64)
     camids = np.asarray(group["camids"][:], dtype=np.int64)
     viewids = np.asarray(group["viewids"][:], dtype=np.int64) if "viewids" in group else None
@@ -240,17 +254,18 @@ def _prepare_rows(
 class BankWriter(PartialH5Writer):
     """Stream rows into a bank, finishing atomically; resumable after an interruption.
 
-    Rows go to `partial_path(path)`. `checkpoint()` flushes the file and records how many
-    rows of each split are committed; `finish()` renames the partial file over `path`.
-    With `resume=True` an existing partial file is reopened, every split is truncated to its
-    last checkpoint, and `rows_done` tells the caller where to continue (e.g. skip the first
-    `rows_done["gallery"]` images of the gallery list). Leaving the `with` block with an
-    exception removes the partial file unless `keep_partial=True` (what a resumable
-    extraction wants); a hard kill always leaves it for the next run to resume. Either way
-    only rows covered by a `checkpoint()` are kept on resume.
+    Rows are committed at each `checkpoint()` to the partial folder `partial_path(path)`
+    (see `reidcli.utils.partial_h5`: crash-safe at any instant); `finish()` writes the bank
+    and renames it over `path`. With `resume=True` a partial folder of the same inputs
+    (`attrs`, `dtype`) is continued from its last verified checkpoint, and `rows_done` tells
+    the caller where to continue (e.g. skip the first `rows_done["gallery"]` images of the
+    gallery list). Leaving the `with` block with an exception removes the partial folder
+    unless `keep_partial=True` (what a resumable extraction wants); a hard kill always leaves
+    it for the next run to resume. Either way only rows covered by a `checkpoint()` are kept.
     """
 
-    what = "bank writer"
+    what = "bank"
+    fmt = BANK_FORMAT
     error = BankError
 
     def __init__(
@@ -262,68 +277,21 @@ class BankWriter(PartialH5Writer):
         resume: bool = False,
         keep_partial: bool = False,
     ) -> None:
-        super().__init__(path, keep_partial)
         self.dtype = np.dtype(dtype)
         if self.dtype not in FEATURE_DTYPES:
             raise BankError(f"feature dtype must be float32 or float16, got {self.dtype}")
-        self._committed: dict[str, int] = {}
-        self._file = self._reopen() if resume and self.tmp.exists() else None
-        if self._file is None:
-            self._file = open_h5_for_writing(self.tmp)
-            self._file.attrs["format"] = BANK_FORMAT
-            self._file.attrs["version"] = BANK_VERSION
-            self._file.attrs["created"] = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
-        for key, value in (attrs or {}).items():
-            if value is not None:
-                self._file.attrs[key] = value
+        self.attrs = {k: v for k, v in (attrs or {}).items() if v is not None}
+        super().__init__(path, identity={"attrs": self.attrs, "dtype": self.dtype.str},
+                         resume=resume, keep_partial=keep_partial)
 
-    def _reopen(self) -> h5py.File | None:
-        try:
-            f = open_h5_for_writing(self.tmp, "r+")
-        except OSError as err:
-            log.warning("partial bank %s is unreadable (%s); starting over", self.tmp, err)
-            return None
-        if _attr(f.attrs.get("format")) != BANK_FORMAT:
-            f.close()
-            raise BankError(f"{self.tmp} exists but is not a partial feature bank; remove it")
-        for name, group in f.items():
-            done = int(group.attrs.get("committed", 0))
-            for key in group:
-                group[key].resize(done, axis=0)
-            self._committed[name] = done
-            if group["feats"].dtype != self.dtype:
-                f.close()
-                raise BankError(f"{self.tmp}: split {name!r} stores {group['feats'].dtype}, "
-                                f"the writer was asked for {self.dtype}")
-        log.info("resuming %s: %s", self.tmp,
-                 ", ".join(f"{k}={v}" for k, v in self._committed.items()) or "empty")
-        return f
+    def _final_attrs(self) -> dict[str, Any]:
+        return {"format": BANK_FORMAT, "version": BANK_VERSION, "created": self.created,
+                **self.attrs}
 
-    @property
-    def rows_done(self) -> dict[str, int]:
-        """Rows per split that survived the last checkpoint (what a resumed run may skip)."""
-        return dict(self._committed)
-
-    def _group(self, split: str, dim: int, with_views: bool) -> h5py.Group:
-        assert self._file is not None
-        if split in self._file:
-            g = self._file[split]
-            if g["feats"].shape[1] != dim:
-                raise BankError(f"split {split!r}: appending {dim}-dim features to a bank of "
-                                f"dimension {g['feats'].shape[1]}")
-            if ("viewids" in g) != with_views:
-                raise BankError(f"split {split!r}: viewids must be given for every chunk or none")
-            return g
-        g = self._file.create_group(split)
-        g.attrs["committed"] = 0
-        g.create_dataset("feats", (0, dim), self.dtype, maxshape=(None, dim),
-                         chunks=(_CHUNK_ROWS, dim))
-        names = ["pids", "camids", *(["viewids"] if with_views else [])]
-        for key in names:
-            g.create_dataset(key, (0,), np.int64, maxshape=(None,), chunks=(_CHUNK_ROWS * 16,))
-        g.create_dataset("paths", (0,), _STR, maxshape=(None,), chunks=(_CHUNK_ROWS,))
-        self._committed.setdefault(split, 0)
-        return g
+    def _h5_chunks(self, column: str, shape: tuple[int, ...]) -> tuple[int, ...]:
+        if column == "feats" or column == "paths":
+            return (_CHUNK_ROWS, *shape)
+        return (_CHUNK_ROWS * 16, *shape)
 
     def append(
         self,
@@ -335,33 +303,20 @@ class BankWriter(PartialH5Writer):
         viewids: Any = None,
     ) -> None:
         """Append rows to `split` (created on first use). Arrays may be numpy or torch."""
-        if self._file is None:
-            raise BankError("the bank writer is already closed")
+        self._open_check()
         f, p, c, ps, v = _prepare_rows(feats, pids, camids, paths, viewids, split, self.dtype)
-        g = self._group(split, f.shape[1], v is not None)
-        n0 = g["feats"].shape[0]
-        n1 = n0 + f.shape[0]
-        for key, data in (("feats", f), ("pids", p), ("camids", c), ("paths", ps),
-                          ("viewids", v)):
-            if data is None:
-                continue
-            g[key].resize(n1, axis=0)
-            g[key][n0:n1] = data
-
-    def checkpoint(self) -> dict[str, int]:
-        """Flush to disk and mark every row written so far as committed."""
-        assert self._file is not None
-        for name, group in self._file.items():
-            n = min(group[key].shape[0] for key in group)
-            group.attrs["committed"] = n
-            self._committed[name] = n
-        self._file.flush()
-        return self.rows_done
-
-    def _uncommit(self) -> None:
-        assert self._file is not None
-        for group in self._file.values():
-            del group.attrs["committed"]
+        known = self.table_schema(split)
+        if known is not None:
+            dim = known["feats"][1][0]
+            if dim != f.shape[1]:
+                raise BankError(f"split {split!r}: appending {f.shape[1]}-dim features to a "
+                                f"bank of dimension {dim}")
+            if ("viewids" in known) != (v is not None):
+                raise BankError(f"split {split!r}: viewids must be given for every chunk or none")
+        columns: dict[str, Any] = {"feats": f, "pids": p, "camids": c, "paths": ps}
+        if v is not None:
+            columns["viewids"] = v
+        self._append_rows(split, columns)
 
 
 def write_bank(
@@ -371,15 +326,7 @@ def write_bank(
     dtype: str | np.dtype = "float32",
 ) -> Path:
     """Write whole in-memory splits at once (atomic; no partial file is left on failure)."""
-    path = Path(path)
-    with atomic_path(path, suffix=".h5.tmp") as tmp:
-        w = BankWriter(tmp, attrs=attrs, dtype=dtype)
-        try:
-            for name, s in splits.items():
-                w.append(name, np.asarray(s.feats[:]), s.pids, s.camids, s.read_paths(),
-                         s.viewids)
-            w.finish()
-        except BaseException:
-            w.abort()
-            raise
-    return path
+    with BankWriter(path, attrs=attrs, dtype=dtype) as w:
+        for name, s in splits.items():
+            w.append(name, np.asarray(s.feats[:]), s.pids, s.camids, s.read_paths(), s.viewids)
+    return Path(path)

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from reidcli.errors import BankError
-from reidcli.retrieval.bank import FeatureBank, read_bank
+from reidcli.retrieval.bank import FeatureBank, check_comparable, read_bank
 from reidcli.retrieval.distances import (
     DEFAULT_CHUNK_BYTES,
     Metric,
@@ -199,6 +199,7 @@ def evaluate_bank(
     fb = read_bank(bank) if own else bank  # type: ignore[arg-type]
     try:
         q, g = fb[query_split], fb[gallery_split]
+        check_comparable(q, g, fb.path)
         result = evaluate_features(q.read_features(), g.read_features(), q.pids, q.camids,
                                    g.pids, g.camids, **kwargs)
     finally:

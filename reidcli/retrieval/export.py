@@ -8,8 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from reidcli.errors import BankError
-from reidcli.retrieval.bank import read_bank
+from reidcli.retrieval.bank import check_comparable, read_bank
 from reidcli.retrieval.distances import (
     DEFAULT_CHUNK_BYTES,
     Metric,
@@ -53,9 +52,7 @@ def rerank_bank(
                                 inputs=[bank_path], overwrite=overwrite))
     with claim, read_bank(bank_path) as bank:
         qs, gs = bank[query_split], bank[gallery_split]
-        if len(qs) == 0 or len(gs) == 0:
-            raise BankError(f"{bank_path}: split {query_split!r} has {len(qs)} rows and "
-                            f"{gallery_split!r} {len(gs)}; both need at least one")
+        check_comparable(qs, gs, bank_path)
         q_labels = Labels(np.asarray(qs.pids), np.asarray(qs.camids), qs.read_paths())
         g_labels = Labels(np.asarray(gs.pids), np.asarray(gs.camids), gs.read_paths())
         check_free_space(output, distance_file_bytes(q_labels, g_labels))

@@ -9,10 +9,12 @@
                          sampler epoch, RNG states of every rank, best so far)
       metrics.jsonl      one JSON object per finished epoch
       train.log          human-readable log
+      tb/                TensorBoard event files (`--tensorboard`)
 
 Every file is replaced atomically (written beside it, then renamed), so an interruption
-leaves either the old or the new version. `trainer.pt` is written last at the end of an
-epoch: it is the commit point that `--resume` continues from.
+leaves either the old or the new version (and a temporary file, removed by the next save).
+`trainer.pt` is written last at the end of an epoch: it is the commit point that `--resume`
+continues from.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,7 +32,7 @@ import torch
 
 from reidcli.errors import TrainingError
 from reidcli.utils.diskerrors import check_free_space
-from reidcli.utils.io import atomic_torch_save, atomic_write_text
+from reidcli.utils.io import atomic_torch_save, atomic_write_text, remove_orphans
 from reidcli.utils.outputs import Output
 from reidcli.utils.recipes import RecipeSchema
 
@@ -44,6 +47,7 @@ TRAINER = "trainer.pt"
 METRICS = "metrics.jsonl"
 LOG = "train.log"
 BEST = "best"
+TENSORBOARD = "tb"
 
 
 RUN_FILES = (CONFIG, TRAINER, METRICS, LOG, BEST, WEIGHTS_NAME, CONFIG_NAME)
@@ -100,6 +104,10 @@ class RunDir:
     def best_dir(self) -> Path:
         return self.root / BEST
 
+    @property
+    def tensorboard_dir(self) -> Path:
+        return self.root / TENSORBOARD
+
     def has_checkpoint(self) -> bool:
         return self.trainer_path.is_file()
 
@@ -113,6 +121,7 @@ class RunDir:
         self.root.mkdir(parents=True, exist_ok=True)
         for stale in (self.metrics_path, self.log_path):
             stale.unlink(missing_ok=True)
+        shutil.rmtree(self.tensorboard_dir, ignore_errors=True)
 
     def write_config(self, text: str) -> None:
         atomic_write_text(self.config_path, text)
@@ -121,8 +130,9 @@ class RunDir:
         """The resolved configuration this run saved (config.toml), located here."""
         if not self.config_path.is_file():
             raise TrainingError(
-                f"cannot resume: {self.config_path} does not exist (no run was started in "
-                f"{self.root}; start it without --resume)"
+                f"cannot resume: {self.config_path} does not exist: nothing of a run was "
+                f"committed in {self.root} (not a run directory, or a run stopped before it "
+                "started); start it again without --resume"
             )
         return schema.resolve(self.config_path, {"output": str(self.root), "resume": True})
 
@@ -135,6 +145,7 @@ class RunDir:
 
     # -- resume state ----------------------------------------------------------------------
     def save_trainer(self, state: dict[str, Any]) -> None:
+        remove_orphans(self.root, (TRAINER, WEIGHTS_NAME))
         atomic_torch_save(state, self.trainer_path)
 
     def load_trainer(self) -> dict[str, Any]:

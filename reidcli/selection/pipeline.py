@@ -23,15 +23,18 @@ import numpy as np
 from reidcli.data import load_dataset
 from reidcli.errors import ReidError
 from reidcli.runtime import distributed as ddp
-from reidcli.runtime.device import device_type
-from reidcli.selection.proxies import ProxySettings, obtain_proxies
+from reidcli.runtime.device import amp_dtype, device_type, resolve_device
+from reidcli.selection import check as self_check
+from reidcli.selection.proxies import ProxySettings, has_labels, obtain_proxies
 from reidcli.selection.score import (
+    ProxyPair,
     ScoreOptions,
     ScoreResult,
     SourceImages,
     score_images,
+    score_paths,
 )
-from reidcli.selection.scorefile import read_scores
+from reidcli.selection.scorefile import ScoreFile, read_scores
 from reidcli.selection.select import (
     check_listable,
     count_to_keep,
@@ -70,6 +73,8 @@ class CfsOptions:
     checkpoint_every: int = 50
     overwrite: bool = False
     progress: bool = True
+    check_sample: int = 256
+    """Target images scored by the self-check (0: no check; it also needs `target`)."""
 
     @property
     def work(self) -> Path:
@@ -96,18 +101,22 @@ class CfsResult:
     source_model: Path
     target_model: Path
     scoring: ScoreResult
+    check: self_check.SelfCheck | None = None
+    """Where the target's own images rank among the source scores (None: not checked)."""
 
 
 def load_source(spec: str, data_root: str | None = None) -> SourceImages:
     """The source images in source order, with paths relative to the dataset root."""
     dataset = load_dataset(spec, data_root)
-    split = "train" if "train" in dataset.splits else next(iter(dataset.splits))
-    return SourceImages.from_records(spec, Path(dataset.root), dataset.split(split))
+    return SourceImages.from_records(spec, Path(dataset.root), dataset.training_images())
 
 
 def _header(opts: CfsOptions, images: SourceImages, source_run: Path, target_run: Path,
-            kept: int, cutoff: float) -> dict[str, object]:
+            kept: int, cutoff: float, check: self_check.SelfCheck | None
+            ) -> dict[str, object]:
     rule = f"fraction {opts.keep}" if opts.keep is not None else f"count {opts.keep_count}"
+    checked = (check.summary() if check is not None else "not run (--check-sample 0)"
+               if opts.check_sample < 1 else "not run (needs --target)")
     return {
         "source": f"{images.description} ({images.root}), {len(images)} images",
         "target": opts.target or "(not given; target proxy supplied)",
@@ -116,9 +125,48 @@ def _header(opts: CfsOptions, images: SourceImages, source_run: Path, target_run
         "keep": f"{rule} -> {kept} of {len(images)} images (lowest kept score {cutoff:.6f})",
         "counts": f"kept {kept}, dropped {len(images) - kept}",
         "scores": opts.scores_path.resolve(),
+        "check": checked,
         "use": "reid pretrain --data luperson:SOURCE_ROOT --subset THIS_LIST",
     }
 
+
+
+def _advice(opts: CfsOptions) -> str:
+    """What to change when the self-check finds the ranking inverted."""
+    if opts.target_model is not None:
+        return ("check that --target-model is --source-model fine-tuned on this target, "
+                "preferably with its identity labels")
+    assert opts.target is not None
+    if opts.proxy.target_supervised is False and has_labels(opts.target, opts.data_root):
+        return ("fine-tune the target proxy on the target's identity labels (drop "
+                "--target-self-supervised) or train it longer (--proxy-epochs)")
+    if not opts.proxy.supervised_target(opts.target, opts.data_root):
+        return ("the target has no identity labels, so its proxy was trained "
+                "self-supervised: give it a longer schedule (--proxy-epochs)")
+    return "train the proxies longer (--proxy-epochs) or from better weights (--proxy-init)"
+
+
+def run_check(opts: CfsOptions, scored: ScoreFile, source_run: Path, target_run: Path,
+              ctx: ddp.DistContext) -> self_check.SelfCheck | None:
+    """Score a sample of target images and place them among the source scores (reused from
+    the sidecar file while models, source and sample are the same)."""
+    if opts.check_sample < 1 or opts.target is None or len(scored) == 0:
+        return None
+    split, sample = self_check.target_sample(load_dataset(opts.target, opts.data_root),
+                                             opts.check_sample, opts.proxy.seed)
+    key = self_check.check_key(scored.attrs, opts.target, sample, opts.proxy.seed)
+    path = self_check.sidecar_path(opts.scores_path)
+    found = self_check.read_check(path, key)
+    if found is None:
+        device = resolve_device(opts.device, ctx.local_rank)
+        pair = ProxyPair(source_run, target_run, device, amp_dtype(opts.amp, device))
+        scores = score_paths(pair, sample, opts.batch_size, opts.workers)
+        found = self_check.evaluate(scored.scores, scores, opts.target, split, _advice(opts))
+        self_check.write_check(path, found, key)
+    log.info("CFS self-check: %s", found.summary())
+    if found.inverted:
+        log.warning(found.warning())
+    return found
 
 
 def cfs_filter(opts: CfsOptions) -> CfsResult | None:
@@ -152,8 +200,10 @@ def cfs_filter(opts: CfsOptions) -> CfsResult | None:
                             f"order; remove it and run again")
         chosen = select(scored.scores, keep=opts.keep, keep_count=opts.keep_count)
         assert chosen.kept == n_keep
+        check = run_check(opts, scored, source_run, target_run, ctx)
         write_list(opts.output, scored.paths, chosen.order,
-                   _header(opts, images, source_run, target_run, chosen.kept, chosen.cutoff))
+                   _header(opts, images, source_run, target_run, chosen.kept, chosen.cutoff,
+                           check))
         log.info("kept %d of %d images (scores >= %.4f) in %s", chosen.kept, chosen.total,
                  chosen.cutoff, opts.output)
         return CfsResult(
@@ -161,7 +211,7 @@ def cfs_filter(opts: CfsOptions) -> CfsResult | None:
             kept=chosen.kept, cutoff=chosen.cutoff,
             mean_kept=float(np.mean(scored.scores[chosen.order])),
             mean_all=float(np.mean(scored.scores)), source_model=source_run,
-            target_model=target_run, scoring=scoring,
+            target_model=target_run, scoring=scoring, check=check,
         )
     finally:
         held.close()

@@ -2,11 +2,15 @@
 
 theta_s (source proxy): a short self-supervised `pretrain` on a random sample of the
 source, so that it models the source distribution at a fraction of the full cost.
-theta_t (target proxy): theta_s trained further on the target's training images, by
-default self-supervised with the same method (no target labels needed), or with
-`target_supervised` fine-tuned on the target identities (`finetune`, pretrained = theta_s).
-Either way theta_t keeps theta_s's backbone, input size and normalisation, so both see the
-same tensor during scoring and their features are comparable.
+theta_t (target proxy): theta_s adapted to the target's training images. As in the CFS
+paper (TransReID-SSL), it is theta_s fine-tuned on the target's identity labels (`finetune`,
+pretrained = theta_s) whenever the target has them; a target without labels gets the same
+self-supervised method as theta_s instead. `target_supervised` forces either. The
+supervised proxy is the robust one: a self-supervised proxy on a short schedule changes
+most on the target images themselves and can rank the source the wrong way round
+(docs/benchmarks.md, "CFS filtering"). Either way theta_t keeps theta_s's backbone, input
+size and normalisation, so both see the same tensor during scoring and their features are
+comparable.
 
 Runs live in the work folder (`source_proxy/`, `target_proxy/`). A finished run is marked
 with the settings it was trained with and reused as it is (not even re-exported: saving the
@@ -20,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,7 +59,9 @@ class ProxySettings:
     batch_size: int = 64
     init: str | None = None
     """Starting weights of the source proxy (e.g. ImageNet), as `pretrain --init`."""
-    target_supervised: bool = False
+    target_supervised: bool | None = None
+    """Fine-tune the target proxy on the target's identity labels (True), train it
+    self-supervised (False), or None: supervised when the target has labels."""
     recipe: Path | None = None
     """A `reid pretrain` recipe for everything the options above do not set."""
     seed: int = 0
@@ -67,6 +74,17 @@ class ProxySettings:
     finetune_overrides: dict[str, Any] = field(default_factory=dict)
     """Extra FinetuneConfig fields for `target_supervised` (batch P x K, lr, ...)."""
 
+    def supervised_target(self, target: str, data_root: str | None) -> bool:
+        """Whether the target proxy is (to be) fine-tuned with identity labels."""
+        if self.target_supervised is False:
+            return False
+        labelled = has_labels(target, data_root)
+        if self.target_supervised and not labelled:
+            raise ReidError(f"--target-supervised: the train split of {target} has no "
+                            f"identity labels (fewer than {MIN_IDENTITIES} identities); drop "
+                            f"the option to train the target proxy self-supervised")
+        return labelled
+
     def validate(self) -> None:
         if self.epochs < 1:
             raise ReidError(f"--proxy-epochs must be at least 1, got {self.epochs}")
@@ -74,6 +92,21 @@ class ProxySettings:
             raise ReidError(f"--proxy-sample must be at least 1, got {self.sample}")
         if self.batch_size < 1:
             raise ReidError(f"--proxy-batch-size must be at least 1, got {self.batch_size}")
+
+
+REFERENCE_SIZE = (256, 128)
+REFERENCE_PADDING = 10
+"""TransReID's fine-tuning input size and crop padding (the `reid finetune` defaults)."""
+MIN_IDENTITIES = 2
+"""Identities a target needs for the supervised target proxy (ID + triplet loss)."""
+
+
+def has_labels(target: str, data_root: str | None) -> bool:
+    """Whether the target's train split has identity labels to fine-tune on."""
+    from reidcli.data import load_dataset
+
+    dataset = load_dataset(target, data_root)
+    return "train" in dataset.splits and dataset.num_train_pids >= MIN_IDENTITIES
 
 
 def write_sample(images: SourceImages, n: int, seed: int, path: Path) -> int:
@@ -101,12 +134,23 @@ def _fingerprint(cfg: Any) -> dict[str, Any]:
     return json.loads(json.dumps(values, default=str))
 
 
+def _kind(fingerprint: dict[str, Any]) -> str:
+    # Only fine-tuning configs have a P x K identity batch.
+    return "supervised" if "ids_per_batch" in fingerprint else "self-supervised"
+
+
 def _finished(run: Path, cfg: Any) -> bool:
     marker = run / DONE_MARKER
     if not marker.is_file():
         return False
     saved = json.loads(marker.read_text(encoding="utf-8"))
     wanted = _fingerprint(cfg)
+    if _kind(saved) != _kind(wanted):
+        raise ReidError(
+            f"the proxy in {run} was trained {_kind(saved)}, this run trains it "
+            f"{_kind(wanted)} (targets with identity labels get a supervised one unless "
+            f"--target-self-supervised): remove it, choose another --workdir, or pass "
+            f"--target-{_kind(saved)}")
     diffs = [f"{k}: {saved.get(k)!r} -> {v!r}" for k, v in wanted.items() if saved.get(k) != v]
     if diffs:
         raise ReidError(f"the proxy in {run} was trained with other settings ("
@@ -151,6 +195,17 @@ def _pretrain(settings: ProxySettings, data: str, data_root: str | None, output:
     return output
 
 
+def crop_padding(size: Sequence[int]) -> int:
+    """TransReID's random-crop padding (10 px at 256x128) scaled to the input width.
+
+    At 64x32, 10 px is almost a third of the width: the crops then show mostly border, and
+    the target proxy learns so little that its ranking is barely better than chance (the
+    kept half of a synthetic source was 0.33 target-like against 0.30 for a random half,
+    0.48 with 2 px; docs/benchmarks.md, "CFS filtering").
+    """
+    return max(1, round(REFERENCE_PADDING * size[1] / REFERENCE_SIZE[1]))
+
+
 def _finetune(settings: ProxySettings, target: str, data_root: str | None, output: Path,
               source_run: Path, ctx: ddp.DistContext) -> Path:
     from reidcli.models import read_config
@@ -162,6 +217,7 @@ def _finetune(settings: ProxySettings, target: str, data_root: str | None, outpu
         "pretrained": str(source_run), "backbone": src.backbone, "size": tuple(src.img_size),
         "stride": src.stride, "stem": src.stem, "part_tokens": src.part_tokens,
         "mean": tuple(src.mean), "std": tuple(src.std),  # type: ignore[arg-type]
+        "padding": crop_padding(src.img_size),
         "epochs": settings.epochs, "warmup_epochs": min(5, settings.epochs // 5),
         "seed": settings.seed, "workers": settings.workers, "device": settings.device,
         "amp": settings.amp, "progress": settings.progress, "resume": _resuming(output),
@@ -196,14 +252,15 @@ def train_source_proxy(images: SourceImages, settings: ProxySettings, workdir: P
 def train_target_proxy(target: str, source_run: Path, settings: ProxySettings, workdir: Path,
                        data_root: str | None, ctx: ddp.DistContext) -> Path:
     output = workdir / TARGET_PROXY
-    if settings.target_supervised:
+    if settings.supervised_target(target, data_root):
         log.info("target proxy: fine-tuning %s on %s with identity labels", source_run, target)
         return _finetune(settings, target, data_root, output, source_run, ctx)
     from reidcli.data import load_dataset
 
     n = len(load_dataset(target, data_root).train)
-    log.info("target proxy: %s on the %d %s training images, from %s", settings.method, n,
-             target, source_run)
+    why = "as asked" if settings.target_supervised is False else "the target has no labels"
+    log.info("target proxy: %s (self-supervised, %s) on the %d %s training images, from %s",
+             settings.method, why, n, target, source_run)
     return _pretrain(settings, target, data_root, output, min(settings.batch_size, n), None,
                      str(source_run), ctx)
 

@@ -14,7 +14,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,7 @@ from reidcli.runtime.files import file_sha256, shard
 from reidcli.selection.scorefile import ScoreWriter, matches, read_scores
 from reidcli.ssl.data import PathTable
 from reidcli.utils.outputs import Output, claim_output, spec_path
+from reidcli.utils.partial_h5 import remove_partial
 from reidcli.utils.progress import stream_progress
 
 log = logging.getLogger(__name__)
@@ -102,8 +103,12 @@ def relative_paths(records: Sequence[ImageRecord], root: Path) -> list[str]:
     out = []
     for r in records:
         # A plain prefix cut: os.path.relpath costs seconds per million paths.
-        rel = r.path[len(prefix):] if r.path.startswith(prefix) else os.path.relpath(r.path, root)
-        out.append(rel.replace(os.sep, "/"))
+        if not r.path.startswith(prefix):
+            # relpath would write `../..` into the list, which names a file outside the root
+            # that a list reader refuses (and that moves when the list does).
+            raise ReidError(f"source image {r.path} is not inside the source root {root} "
+                            "(a link out of it?): the list names images relative to the root")
+        out.append(r.path[len(prefix):].replace(os.sep, "/"))
     return out
 
 
@@ -196,6 +201,30 @@ def _check_finite(scores: np.ndarray, paths: Sequence[str]) -> None:
         )
 
 
+def _scored_batches(pair: ProxyPair, paths: PathTable, lo: int, hi: int, batch_size: int,
+                    workers: int) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
+    """(scores, offsets from `lo`) per batch of images lo..hi-1, in order."""
+    loader = DataLoader(
+        _ScoreDataset(paths, lo, hi, pair.transform()),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=workers,
+        pin_memory=pair.device.type == "cuda",
+    )
+    for views, index in loader:
+        yield pair.scores(views).numpy(), index
+
+
+def score_paths(pair: ProxyPair, paths: Sequence[str], batch_size: int = 256,
+                workers: int = 0) -> np.ndarray:
+    """The CFS score of each image file in `paths` (in memory; for small sets)."""
+    table = PathTable(list(paths))
+    parts = [s for s, _ in _scored_batches(pair, table, 0, len(table), batch_size, workers)]
+    scores = np.concatenate(parts) if parts else np.zeros(0, np.float32)
+    _check_finite(scores, paths)
+    return scores
+
+
 def _score_shard(
     writer: ScoreWriter, images: SourceImages, lo: int, hi: int, pair: ProxyPair,
     opts: ScoreOptions, progress: Any,
@@ -207,16 +236,9 @@ def _score_shard(
     if start >= hi:
         return
     task = progress.add_task("cfs score", total=hi - lo, completed=done)
-    loader = DataLoader(
-        _ScoreDataset(images.paths, start, hi, pair.transform()),
-        batch_size=opts.batch_size,
-        shuffle=False,
-        num_workers=opts.workers,
-        pin_memory=pair.device.type == "cuda",
-    )
-    for step, (views, index) in enumerate(loader, start=1):
+    batches = _scored_batches(pair, images.paths, start, hi, opts.batch_size, opts.workers)
+    for step, (scores, index) in enumerate(batches, start=1):
         paths = [images.relative[start + i] for i in index.tolist()]
-        scores = pair.scores(views).numpy()
         _check_finite(scores, paths)
         writer.append(scores, paths)
         if step % opts.checkpoint_every == 0:
@@ -264,6 +286,7 @@ def score_images(images: SourceImages, opts: ScoreOptions,
             inputs=[spec_path(images.description)]), lock=ctx.is_main))
         if output.exists() and not opts.overwrite:
             log.info("%s already holds these scores; nothing to score", output)
+            remove_partial(output)  # a kill between the final rename and the clean-up
             return ScoreResult(output, len(images), skipped=True)
         pair = ProxyPair(Path(opts.source_model), Path(opts.target_model), device, amp)
         lo, hi = shard(len(images), ctx.rank, ctx.world_size)

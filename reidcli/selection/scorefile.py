@@ -5,16 +5,15 @@ Layout (HDF5): root attributes `format = "reid-cfs-scores"`, `version = 1` plus 
 the two proxies' features) and `paths` (N UTF-8 strings, relative to the source root), in
 source order. 4.2M rows take about 17 MB of scores plus the path strings.
 
-Writing follows `BankWriter`: rows go to a hidden partial file next to the destination,
-`checkpoint()` records how many rows are committed, `finish()` renames the partial file over
-the destination. A resumed writer truncates to the last checkpoint, and refuses (restarts)
-a partial file whose provenance differs, so scores of two model pairs are never mixed.
+Writing follows `BankWriter` (see `reidcli.utils.partial_h5`): rows are committed at each
+checkpoint to a hidden partial folder next to the destination, crash-safe at any instant,
+and `finish()` writes the file and renames it over the destination. A resumed writer
+continues from the last verified checkpoint, and restarts a partial folder whose provenance
+differs, so scores of two model pairs are never mixed.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
-import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,15 +25,13 @@ import numpy as np
 
 from reidcli.errors import BankError
 from reidcli.retrieval.bank import check_format
-from reidcli.utils.io import open_h5_for_writing
 from reidcli.utils.partial_h5 import PartialH5Writer
-
-log = logging.getLogger(__name__)
 
 SCORES_FORMAT = "reid-cfs-scores"
 SCORES_VERSION = 1
 _STR = h5py.string_dtype("utf-8")
 _CHUNK = 16384
+_TABLE = "scores"
 
 
 def _attr(value: Any) -> Any:
@@ -102,7 +99,8 @@ def matches(path: str | os.PathLike[str], provenance: Mapping[str, Any], rows: i
 class ScoreWriter(PartialH5Writer):
     """Append (score, path) rows; checkpoint; finish atomically; resume after a crash."""
 
-    what = "scores writer"
+    what = "scores file"
+    fmt = SCORES_FORMAT
     error = BankError
     # Every append is a whole scored batch, so rows since the last checkpoint are kept too.
     keep_rows_on_error = True
@@ -115,74 +113,27 @@ class ScoreWriter(PartialH5Writer):
         resume: bool = False,
         keep_partial: bool = False,
     ) -> None:
-        super().__init__(path, keep_partial)
         self.attrs = {k: v for k, v in attrs.items() if v is not None}
-        self._committed = 0
-        self._file = self._reopen() if resume and self.tmp.exists() else None
-        if self._file is None:
-            self._file = self._create()
+        super().__init__(path, identity={"attrs": self.attrs}, resume=resume,
+                         keep_partial=keep_partial)
 
-    def _create(self) -> h5py.File:
-        f = open_h5_for_writing(self.tmp)
-        f.attrs["format"] = SCORES_FORMAT
-        f.attrs["version"] = SCORES_VERSION
-        f.attrs["created"] = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
-        for key, value in self.attrs.items():
-            f.attrs[key] = value
-        f.attrs["committed"] = 0
-        f.create_dataset("scores", (0,), np.float32, maxshape=(None,), chunks=(_CHUNK,))
-        f.create_dataset("paths", (0,), _STR, maxshape=(None,), chunks=(_CHUNK,))
-        return f
+    def _table_group(self, f: h5py.File, table: str) -> h5py.Group:
+        return f  # one table, stored at the root
 
-    def _reopen(self) -> h5py.File | None:
-        try:
-            f = open_h5_for_writing(self.tmp, "r+")
-        except OSError as err:
-            log.warning("partial scores file %s is unreadable (%s); starting over", self.tmp, err)
-            self.tmp.unlink()
-            return None
-        stale = _attr(f.attrs.get("format")) != SCORES_FORMAT or any(
-            _attr(f.attrs.get(k)) != v for k, v in self.attrs.items()
-        )
-        if stale:
-            f.close()
-            log.warning("discarding %s: it was scored with other models or other images",
-                        self.tmp)
-            self.tmp.unlink()
-            return None
-        done = int(f.attrs.get("committed", 0))
-        for key in ("scores", "paths"):
-            f[key].resize(done, axis=0)
-        self._committed = done
-        log.info("resuming %s after %d scored images", self.tmp, done)
-        return f
+    def _h5_chunks(self, column: str, shape: tuple[int, ...]) -> tuple[int, ...]:
+        return (_CHUNK, *shape)
+
+    def _final_attrs(self) -> dict[str, Any]:
+        return {"format": SCORES_FORMAT, "version": SCORES_VERSION, "created": self.created,
+                **self.attrs}
 
     @property
     def rows_done(self) -> int:
         """Rows that survived the last checkpoint: what a resumed run skips."""
-        return self._committed
+        return self._committed.get(_TABLE, 0)
 
     def append(self, scores: np.ndarray, paths: Sequence[str]) -> None:
-        if self._file is None:
-            raise BankError("the scores writer is already closed")
         s = np.asarray(scores, dtype=np.float32).reshape(-1)
         if len(s) != len(paths):
             raise BankError(f"{len(s)} scores but {len(paths)} paths")
-        n0 = self._file["scores"].shape[0]
-        n1 = n0 + len(s)
-        self._file["scores"].resize(n1, axis=0)
-        self._file["scores"][n0:n1] = s
-        self._file["paths"].resize(n1, axis=0)
-        self._file["paths"][n0:n1] = list(paths)
-
-    def checkpoint(self) -> int:
-        """Flush and mark every row written so far as committed."""
-        assert self._file is not None
-        self._committed = int(self._file["scores"].shape[0])
-        self._file.attrs["committed"] = self._committed
-        self._file.flush()
-        return self._committed
-
-    def _uncommit(self) -> None:
-        assert self._file is not None
-        del self._file.attrs["committed"]
+        self._append_rows(_TABLE, {"scores": s, "paths": list(paths)})

@@ -61,13 +61,17 @@ class TrainingState:
     scaler: torch.amp.GradScaler
 
 
-def save_trainer(run: RunDir, state: TrainingState, iteration: int, epoch: int) -> None:
+def save_trainer(run: RunDir, state: TrainingState, iteration: int, epoch: int,
+                 epoch_stats: dict[str, Any] | None = None) -> None:
+    """Commit the training state; `epoch_stats`: the running metric sums of an unfinished
+    epoch, so that a resume in its middle reports the same epoch record."""
     run.save_trainer(
         {
             "format": TRAINER_FORMAT,
             "version": TRAINER_VERSION,
             "iteration": iteration,
             "epoch": epoch,
+            "epoch_stats": epoch_stats,
             "student": state.student.state_dict(),
             "teacher": state.teacher.state_dict(),
             "objective": state.objective.state_dict(),
@@ -77,8 +81,12 @@ def save_trainer(run: RunDir, state: TrainingState, iteration: int, epoch: int) 
     )
 
 
-def load_trainer(run: RunDir, state: TrainingState, device: torch.device) -> int:
-    """Restore `state` from the run's trainer.pt; return the iteration to continue from."""
+def load_trainer(
+    run: RunDir, state: TrainingState, device: torch.device
+) -> tuple[int, dict[str, Any] | None]:
+    """Restore `state` from the run's trainer.pt; return the iteration to continue from and
+    the running sums of its unfinished epoch (None when saved at an epoch's end, or by a
+    version that did not keep them)."""
     saved: dict[str, Any] = run.load_trainer()
     if saved.get("format") != TRAINER_FORMAT:
         raise TrainingError(f"{run.trainer_path} is not a pre-training checkpoint")
@@ -95,7 +103,7 @@ def load_trainer(run: RunDir, state: TrainingState, device: torch.device) -> int
     except (KeyError, RuntimeError, ValueError) as err:
         raise TrainingError(f"{run.trainer_path} does not fit this configuration: {err}") from err
     state.objective.to(device)
-    return int(saved["iteration"])
+    return int(saved["iteration"]), saved.get("epoch_stats")
 
 
 def export_teacher(run_dir: str | Path, teacher: SSLNetwork, cfg: PretrainConfig) -> Path:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reidcli.errors import ReidError
+from reidcli.errors import UsageError
 from reidcli.runtime.device import AMP_MODES
 from reidcli.runtime.rundir import RunDir
 from reidcli.ssl.augment import CropSpec
@@ -117,6 +117,8 @@ class PretrainConfig:
     workers: int = setting(8, "train", runtime=True)
     device: str = setting("auto", "train", runtime=True)
     progress: bool = setting(True, "train", runtime=True)
+    tensorboard: bool = setting(False, "train", runtime=True)
+    """Also write the metrics records to RUN_DIR/tb as TensorBoard scalars."""
     export_every: int = setting(1, "train", runtime=True)
     """Export the teacher as model.safetensors every N epochs (and always at the end)."""
     checkpoint_every: int = setting(0, "train", runtime=True)
@@ -128,8 +130,14 @@ class PretrainConfig:
     resume: bool = setting(False, "run", runtime=True)
 
     def resolved(self) -> PretrainConfig:
-        """A copy with method-dependent defaults filled in, validated."""
-        cfg = dataclasses.replace(self)
+        """A copy with method-dependent defaults filled in and absolute paths, validated."""
+        from reidcli.data.roots import absolute_if_present, absolute_path, absolute_spec
+
+        # Absolute paths in config.toml: `--resume` then works from any directory.
+        cfg = dataclasses.replace(
+            self, data=absolute_spec(self.data), data_root=absolute_path(self.data_root),
+            subset=absolute_if_present(self.subset), init=absolute_path(self.init, ("timm",)),
+        )
         if cfg.out_dim is None:
             cfg.out_dim = 8192 if cfg.method == "dino-mim" else 65536
         if cfg.local_scale is None:
@@ -141,7 +149,7 @@ class PretrainConfig:
         return self.parts * self.part_crops if self.method == "pass" else self.local_crops
 
     def validate(self) -> PretrainConfig:
-        problems = []
+        problems = SCHEMA.number_problems(self)
         if not self.data:
             problems.append("no dataset given (--data luperson:PATH or `data` in the recipe)")
         if not self.output:
@@ -187,7 +195,7 @@ class PretrainConfig:
         if self.num_local_views and tuple(self.local_size) == tuple(self.global_size):
             problems.append("local_size must differ from global_size (one pass per size)")
         if problems:
-            raise ReidError("invalid pre-training configuration: " + "; ".join(problems))
+            raise UsageError("invalid pre-training configuration: " + "; ".join(problems))
         return self
 
 

@@ -11,7 +11,8 @@ Determinism: sample i of epoch e is augmented (and masked) from a generator seed
 (seed, e, i); the shuffled order depends on (seed, e); the training process's own random
 stream (drop_path) is re-seeded from (seed, iteration, rank) at every step. Hence
 trainer.pt needs only the weights, optimiser, scaler, centres and the iteration number, and
-`--resume` continues bit for bit, even from the middle of an epoch.
+`--resume` continues bit for bit, even from the middle of an epoch; a mid-epoch trainer.pt
+also keeps the epoch's running metric sums, so the resumed epoch's record is the same too.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from reidcli.models import build_model, load_pretrained
 from reidcli.runtime import distributed as du
 from reidcli.runtime.device import amp_dtype, autocast, device_type, resolve_device
 from reidcli.runtime.rundir import RunDir, run_output
+from reidcli.runtime.tensorboard import metrics_sink, require_tensorboard
 from reidcli.ssl.augment import CropSpec, MultiCrop, PartCrop
 from reidcli.ssl.checkpoint import (
     TrainingState,
@@ -61,6 +63,7 @@ from reidcli.ssl.monitor import CollapseMonitor, PretrainProgress
 from reidcli.ssl.network import SSLNetwork, token_grid
 from reidcli.ssl.objective import Objective
 from reidcli.ssl.schedules import Schedules, build_schedules
+from reidcli.utils.faults import crash_point
 from reidcli.utils.outputs import claim_output, spec_path
 
 log = logging.getLogger(__name__)
@@ -80,8 +83,7 @@ def load_paths(cfg: PretrainConfig) -> PathTable:
     if cfg.keep is not None:
         options["keep"] = cfg.keep
     dataset = load_dataset(cfg.data, cfg.data_root, **options)
-    split = "train" if "train" in dataset.splits else next(iter(dataset.splits))
-    return PathTable([r.path for r in dataset.split(split)])
+    return PathTable([r.path for r in dataset.training_images()])
 
 
 def build_transform(cfg: PretrainConfig) -> MultiCrop:
@@ -223,19 +225,26 @@ class _Pretrainer:
         )
         self.monitor = CollapseMonitor()
         self.metrics: list[dict[str, Any]] = []
+        # The running sums of the epoch a resume lands in the middle of (from trainer.pt).
+        self._carry: dict[str, Any] | None = None
 
     # -- set-up ----------------------------------------------------------------------------
     def start(self) -> int:
         """Prepare the run directory; the iteration to start from."""
         if self.ctx.is_main:  # trainer.pt: student, teacher, two Adam moments; the export
             self.run.check_space(sum(p.numel() for p in self.student_net.parameters()), 5)
-        if not self.cfg.resume:
+        resuming = self.cfg.resume and self.run.has_checkpoint()
+        if self.cfg.resume and not resuming:
+            log.warning("%s: nothing of this run was committed (it stopped before its first "
+                        "checkpoint, so there is no %s); starting it from the beginning",
+                        self.run.root, self.run.trainer_path.name)
+        if not resuming:
             if self.ctx.is_main:
                 self.run.prepare_new()
                 self.run.write_config(config_to_toml(self.cfg, header="reid pretrain"))
             du.barrier(self.ctx)
             return 0
-        it = load_trainer(self.run, self.state, self.device)
+        it, self._carry = load_trainer(self.run, self.state, self.device)
         self.metrics = self.run.read_metrics()
         epoch = it // self.iters_per_epoch
         if self.ctx.is_main:
@@ -293,6 +302,8 @@ class _Pretrainer:
     def fit(self) -> PretrainResult:
         cfg = self.cfg
         start_it = self.start()
+        self.sink = metrics_sink(cfg.tensorboard and self.ctx.is_main, self.run, self.metrics,
+                                 "iteration")
         total = self.schedules.total_iters
         stop = min(total, cfg.max_iters) if cfg.max_iters else total
         it = start_it
@@ -306,10 +317,17 @@ class _Pretrainer:
                     break
                 skip = it - epoch * self.iters_per_epoch
                 it = self._epoch(epoch, it, skip, stop, progress)
+        self.sink.close()
         if self.ctx.is_main:
             export_teacher(self.run.root, self.state.teacher, cfg)
         du.barrier(self.ctx)
         return PretrainResult(self.run.root, it, start_it, self.metrics)
+
+    def _stats(self, sums: dict[str, float], steps: int, images: int,
+               seconds: float) -> dict[str, Any]:
+        """An unfinished epoch's running sums, as trainer.pt keeps them."""
+        return {"sums": dict(sums), "steps": steps, "images": images, "seconds": seconds,
+                "monitor": self.monitor.state_dict()}
 
     def _epoch(
         self, epoch: int, it: int, skip: int, stop: int, progress: PretrainProgress
@@ -319,10 +337,19 @@ class _Pretrainer:
         self.dataset.set_epoch(epoch)
         self.monitor.reset()
         progress.start_epoch(epoch, self.iters_per_epoch, skip)
-        sums: dict[str, float] = {}
-        steps, images, t0 = 0, 0, time.perf_counter()
+        carry, self._carry = self._carry, None
+        exact = skip == 0 or (carry is not None and carry["steps"] == skip)
+        if skip and exact:
+            assert carry is not None
+            self.monitor.load_state_dict(carry["monitor"], self.device)
+            sums: dict[str, float] = dict(carry["sums"])
+            steps, images = int(carry["steps"]), int(carry["images"])
+            t0 = time.perf_counter() - float(carry["seconds"])
+        else:
+            sums, steps, images, t0 = {}, 0, 0, time.perf_counter()
+        end = (epoch + 1) * self.iters_per_epoch
         # Time blocked on the loader (each step ends in a host sync: the loss value).
-        waited, ready = 0.0, t0
+        waited, ready = 0.0, time.perf_counter()
         for views, masks in self.loader:
             waited += time.perf_counter() - ready
             terms = self.step(it, epoch, views, masks)
@@ -338,13 +365,17 @@ class _Pretrainer:
                 shown,
                 float(s.lr[it - 1]), float(s.momentum[it - 1]), float(s.teacher_temp[epoch]), ips,
             )
-            if cfg.checkpoint_every and it % cfg.checkpoint_every == 0 and self.ctx.is_main:
-                save_trainer(self.run, self.state, it, epoch)
+            # The epoch's own end (or the stop) commits below, with the epoch record.
+            if (cfg.checkpoint_every and it % cfg.checkpoint_every == 0 and it < min(end, stop)
+                    and self.ctx.is_main):
+                save_trainer(self.run, self.state, it, epoch,
+                             self._stats(sums, steps, images, time.perf_counter() - t0))
+            crash_point("train.step", "pretrain")
             if it >= stop:
                 break
             ready = time.perf_counter()
         elapsed = time.perf_counter() - t0
-        finished = it == (epoch + 1) * self.iters_per_epoch
+        finished = it == end
         if not self.ctx.is_main:
             return it
         record: dict[str, Any] = {
@@ -360,6 +391,10 @@ class _Pretrainer:
             "loader_wait_s": waited,
             "peak_memory_mb": _peak_memory_mb(self.device),
         }
+        if not exact:
+            # A checkpoint of a version that did not keep the sums: the averages cover only
+            # the iterations after the resume.
+            record["averaged_from_iteration"] = it - steps
         if cfg.method == "dino-mim":
             record["patch_temp"] = float(s.patch_temp[epoch])
         record |= {f"loss_{k}" if k != "loss" else k: v / max(steps, 1) for k, v in sums.items()}
@@ -370,10 +405,12 @@ class _Pretrainer:
             log.warning("epoch %d: %s (centre norm %.3g)", epoch, problem, record["centre_norm"])
         self.metrics.append(record)
         self.run.write_metrics(self.metrics)
+        self.sink.write(record)
         self.run.append_log([_log_line(record)])
         if finished and cfg.export_every and (epoch + 1) % cfg.export_every == 0:
             export_teacher(self.run.root, self.state.teacher, cfg)
-        save_trainer(self.run, self.state, it, epoch)
+        save_trainer(self.run, self.state, it, epoch,
+                     None if finished else self._stats(sums, steps, images, elapsed))
         progress.end_epoch(f"loss {record['loss']:.3f}")
         return it
 
@@ -398,6 +435,8 @@ def _check_resume(cfg: PretrainConfig) -> None:
 def pretrain(cfg: PretrainConfig) -> PretrainResult:
     """Run (or resume) self-supervised pre-training as configured."""
     cfg = cfg.resolved()
+    if cfg.tensorboard:
+        require_tensorboard()
     if cfg.resume:
         _check_resume(cfg)
     ctx = du.init_distributed(device_type(cfg.device))

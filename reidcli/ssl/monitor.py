@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+from typing import Any
 
 import torch
 
@@ -32,6 +33,17 @@ class CollapseMonitor:
         self._entropy_sum = 0.0
         self._batches = 0
         self._mean_probs: torch.Tensor | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        """The running sums, for a resume in the middle of an epoch."""
+        probs = None if self._mean_probs is None else self._mean_probs.detach().cpu().clone()
+        return {"entropy_sum": self._entropy_sum, "batches": self._batches, "mean_probs": probs}
+
+    def load_state_dict(self, state: dict[str, Any], device: torch.device) -> None:
+        self._entropy_sum = float(state["entropy_sum"])
+        self._batches = int(state["batches"])
+        probs = state["mean_probs"]
+        self._mean_probs = None if probs is None else probs.to(device)
 
     @torch.no_grad()
     def update(self, probs: torch.Tensor) -> None:

@@ -11,11 +11,12 @@ key sits in is only for people; `lr` means the same everywhere).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reidcli.errors import ReidError
+from reidcli.errors import UsageError
 from reidcli.runtime.device import AMP_MODES
 from reidcli.runtime.rundir import RunDir
 from reidcli.utils.recipes import RecipeSchema, setting
@@ -109,10 +110,15 @@ class FinetuneConfig:
     workers: int = setting(8, "train", runtime=True)
     eval_every: int = setting(0, "train", runtime=True)
     """Evaluate on query/gallery every N epochs; 0 = only after the last epoch."""
+    allow_no_eval: bool = setting(False, "train", runtime=True)
+    """Train without evaluation (with a warning) when no query has a positive in the gallery,
+    instead of refusing to start."""
     eval_batch_size: int = setting(256, "train", runtime=True)
     log_every: int = setting(50, "train", runtime=True)
     device: str = setting("auto", "train", runtime=True)
     progress: bool = setting(True, "train", runtime=True)
+    tensorboard: bool = setting(False, "train", runtime=True)
+    """Also write the metrics records to RUN_DIR/tb as TensorBoard scalars."""
     # not saved: where the run goes and whether to continue it
     output: str = setting("", "run", runtime=True)
     resume: bool = setting(False, "run", runtime=True)
@@ -125,9 +131,26 @@ class FinetuneConfig:
     def triplet_margin(self) -> float | None:
         return None if self.soft_margin else self.margin
 
+    def with_absolute_paths(self) -> FinetuneConfig:
+        """A copy whose data, data root, pretrained weights and subset list are absolute
+        paths: config.toml stores these, so `--resume` works from any directory (a run
+        saved with relative paths resolves them against the working directory as before)."""
+        from reidcli.data.roots import absolute_if_present, absolute_path, absolute_spec
+
+        options = []
+        for pair in self.data_options:
+            key, sep, value = pair.partition("=")
+            if sep and key.strip() == "subset":
+                pair = f"{key}={absolute_if_present(value)}"
+            options.append(pair)
+        return dataclasses.replace(
+            self, data=absolute_spec(self.data), data_root=absolute_path(self.data_root),
+            pretrained=absolute_path(self.pretrained, ("timm",)), data_options=tuple(options),
+        )
+
     def validate(self) -> FinetuneConfig:
-        """Raise ReidError on values that cannot work; return self for chaining."""
-        problems = []
+        """Raise UsageError on values that cannot work; return self for chaining."""
+        problems = SCHEMA.number_problems(self)
         if not self.data:
             problems.append("no dataset given (--data NAME[:PATH] or `data` in the recipe)")
         if not self.output:
@@ -176,7 +199,7 @@ class FinetuneConfig:
             if value is not None and len(value) != 3:
                 problems.append(f"{name} must have 3 values, got {value!r}")
         if problems:
-            raise ReidError("invalid fine-tuning configuration: " + "; ".join(problems))
+            raise UsageError("invalid fine-tuning configuration: " + "; ".join(problems))
         return self
 
 
@@ -198,9 +221,9 @@ config_differences = SCHEMA.differences
 
 def load_run_config(run_dir: str | Path) -> FinetuneConfig:
     """The resolved configuration saved in a run directory (for `--resume`)."""
-    return RunDir(run_dir).saved_config(SCHEMA)
+    return RunDir(run_dir).saved_config(SCHEMA).with_absolute_paths()
 
 
 def resume_config(run_dir: str | Path, overrides: dict[str, Any] | None = None) -> FinetuneConfig:
     """The saved configuration of `run_dir` with the options given again applied on top."""
-    return RunDir(run_dir).resume_config(SCHEMA, overrides)
+    return RunDir(run_dir).resume_config(SCHEMA, overrides).with_absolute_paths()

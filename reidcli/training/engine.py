@@ -27,11 +27,13 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from reidcli.errors import CheckpointError, ReidError, TrainingError
+from reidcli.data.check import evaluation_problem
+from reidcli.errors import CheckpointError, DatasetError, ReidError, TrainingError
 from reidcli.models import save_model
 from reidcli.runtime import distributed as du
 from reidcli.runtime.device import amp_dtype, autocast, device_type, resolve_device
 from reidcli.runtime.rundir import RunDir, run_output
+from reidcli.runtime.tensorboard import metrics_sink, require_tensorboard
 from reidcli.training.config import (
     FinetuneConfig,
     config_differences,
@@ -45,6 +47,7 @@ from reidcli.training.optim import build_optimizer
 from reidcli.training.progress import TrainProgress, print_summary
 from reidcli.training.rng import capture_rng, restore_rng, seed_everything
 from reidcli.training.schedule import build_scheduler
+from reidcli.utils.faults import crash_point
 from reidcli.utils.outputs import claim_output, spec_path
 
 log = logging.getLogger(__name__)
@@ -183,6 +186,7 @@ class _Trainer:
                 f"{self.dataset.name} has {num_classes} training identities, fewer than "
                 f"--ids-per-batch {cfg.ids_per_batch}"
             )
+        evaluable = self._check_evaluable()
         pretrained_norm = pretrained_normalisation(cfg)
         try:
             self.model_cfg = ModelConfig(
@@ -212,7 +216,7 @@ class _Trainer:
         except ValueError as err:
             raise ReidError(f"invalid model options: {err}") from None
         model = build_model(self.model_cfg)
-        if cfg.pretrained and not cfg.resume:
+        if cfg.pretrained and not self.resuming:
             self._load_pretrained(model)
         if cfg.freeze_backbone:
             model.freeze_backbone()
@@ -279,14 +283,30 @@ class _Trainer:
         self.eval_loaders: tuple[DataLoader, DataLoader] | None = None
         query = self.dataset.splits.get("query") or []
         gallery = self.dataset.splits.get("gallery") or []
-        if query and gallery:
+        if query and gallery and evaluable:
             test_tf = build_test_transform(cfg.size, mean, std)
             self.eval_loaders = (
                 make_eval_loader(query, test_tf, cfg.eval_batch_size, cfg.workers, pin),
                 make_eval_loader(gallery, test_tf, cfg.eval_batch_size, cfg.workers, pin),
             )
-        else:
+        elif evaluable:
             self._say(f"{self.dataset.name} has no query/gallery split: no evaluation")
+
+    def _check_evaluable(self) -> bool:
+        """Before any training: False (with a warning) when the query set cannot be scored
+        and --allow-no-eval was given; an error without it, instead of after the last epoch."""
+        problem = evaluation_problem(self.dataset)
+        if problem is None:
+            return True
+        if not self.cfg.allow_no_eval:
+            raise DatasetError(
+                f"{problem.message}. Fix the query/gallery split (see `reid datasets check`) or "
+                "train without evaluation with --allow-no-eval"
+            )
+        log.warning("%s: training without evaluation (--allow-no-eval)", problem.message)
+        if self.main:
+            self.run.append_log([f"warning: {problem.message}: training without evaluation"])
+        return False
 
     def _load_pretrained(self, model: nn.Module) -> None:
         from reidcli.models import load_pretrained
@@ -335,17 +355,37 @@ class _Trainer:
             seed_everything(self.cfg.seed + 7919 * int(state["epoch"]) + self.ctx.rank)
         return int(state["epoch"])
 
-    def _save(self, epoch: int, record: dict[str, Any], is_best: bool) -> None:
+    def _save(self, epoch: int, record: dict[str, Any]) -> None:
+        """Commit the epoch (weights, metrics so far, trainer.pt last) before it is evaluated,
+        so that a failing evaluation never costs the training."""
         # Every rank takes part in the gather; only rank 0 writes.
         rng_states = du.gather_objects(capture_rng(), self.ctx)
         if self.main:
             save_model(self.run.root, self.model, self.model_cfg)
-            if is_best:
-                save_model(self.run.best_dir, self.model, self.model_cfg)
             self.metrics.append(record)
             self.run.write_metrics(self.metrics)
             self.run.save_trainer(self._trainer_state(epoch, rng_states))
         du.barrier(self.ctx)
+
+    def _save_evaluation(self, epoch: int, record: dict[str, Any]) -> None:
+        """Evaluate the committed epoch; add its scores to metrics.jsonl (the record is the
+        last one there) and keep the weights in best/ when its mAP is the best so far."""
+        try:
+            scores = self._evaluate(epoch)
+        except ReidError as err:
+            raise TrainingError(
+                f"evaluation after epoch {epoch} failed: {err}. The epoch is saved in "
+                f"{self.run.root}; evaluate it with `reid extract` and `reid evaluate`"
+            ) from None
+        record.update(scores)
+        if "mAP" not in scores or (self.best_map is not None and scores["mAP"] <= self.best_map):
+            if self.main:
+                self.run.write_metrics(self.metrics)
+            return
+        self.best_epoch, self.best_map = epoch, scores["mAP"]
+        if self.main:
+            save_model(self.run.best_dir, self.model, self.model_cfg)
+            self.run.write_metrics(self.metrics)
 
     # -- loop ------------------------------------------------------------------------------
     def _train_epoch(self, epoch: int, progress: TrainProgress) -> dict[str, float]:
@@ -401,6 +441,7 @@ class _Trainer:
                 self.hooks.on_batch(
                     BatchInfo(epoch, step, idx.clone(), loss_v, self.model, self.ctx.rank)
                 )
+            crash_point("train.step", "finetune")
             ready = time.perf_counter()
         if n == 0:
             raise TrainingError(
@@ -451,19 +492,30 @@ class _Trainer:
 
     def run_training(self) -> RunResult:
         cfg = self.cfg
+        resuming = self.resuming = cfg.resume and self.run.has_checkpoint()
         if cfg.resume:
             self._check_resume_config()
-        elif self.main:
+            if not resuming:
+                log.warning("%s: nothing of this run was committed (it stopped before its "
+                            "first epoch ended, so there is no %s); starting it from the "
+                            "beginning", self.run.root, self.run.trainer_path.name)
+        if not resuming and self.main:
             self.run.prepare_new()
         du.barrier(self.ctx)
         self._build()
         self.best_epoch: int | None = None
         self.best_map: float | None = None
         self.start_epoch = 1
-        if cfg.resume:
+        if resuming:
             done = self._restore()
             self.start_epoch = done + 1
             self.metrics = self.run.keep_metrics_until(done) if self.main else []
+            # metrics.jsonl has the scores of an evaluation that finished after trainer.pt
+            # was written; trainer.pt's own record of the best is one evaluation behind.
+            scored = [r for r in self.metrics if "mAP" in r]
+            if scored:
+                top = max(scored, key=lambda r: r["mAP"])
+                self.best_epoch, self.best_map = int(top["epoch"]), float(top["mAP"])
             self._say(f"resumed {self.run.root} after epoch {done}")
         else:
             self.metrics = []
@@ -476,18 +528,17 @@ class _Trainer:
             f"batches, epochs {self.start_epoch}..{cfg.epochs}, device {self.device}, "
             f"amp {self.amp or 'off'}, {self.ctx.world_size} process(es)"
         )
+        self.sink = metrics_sink(cfg.tensorboard and self.main, self.run, self.metrics, "epoch")
         started = time.perf_counter()
         last: dict[str, Any] = self.metrics[-1] if self.metrics else {}
         with TrainProgress(cfg.epochs, self.start_epoch, cfg.progress and self.main) as progress:
             for epoch in range(self.start_epoch, cfg.epochs + 1):
                 record: dict[str, Any] = {"epoch": epoch, **self._train_epoch(epoch, progress)}
-                is_best = False
-                if self._due(epoch):
-                    scores = self._evaluate(epoch)
-                    record.update(scores)
-                    if "mAP" in scores and (self.best_map is None or scores["mAP"] > self.best_map):
-                        self.best_epoch, self.best_map, is_best = epoch, scores["mAP"], True
-                self._save(epoch, record, is_best)
+                self._save(epoch, record)
+                if self._due(epoch) and self.eval_loaders is not None:
+                    self._save_evaluation(epoch, record)
+                if self.main:  # the record is complete now, scores included
+                    self.sink.write(record)
                 line = (
                     f"epoch {epoch}/{cfg.epochs} loss {record['loss']:.4f} acc {record['acc']:.3f} "
                     f"lr {record['lr']:.3e} {record['images_per_s']:.1f} img/s"
@@ -499,6 +550,7 @@ class _Trainer:
                 last = record
                 if self.hooks.on_epoch_end is not None:
                     self.hooks.on_epoch_end(EpochInfo(epoch, record, self.model, self.ctx.rank))
+        self.sink.close()
         result = RunResult(
             run_dir=self.run.root,
             epochs=cfg.epochs,
@@ -538,7 +590,9 @@ def finetune(cfg: FinetuneConfig, hooks: Hooks | None = None) -> RunResult:
     Under torchrun with several processes this joins the process group, trains with DDP
     and leaves the group when done; only rank 0 writes to the run directory.
     """
-    cfg.validate()
+    cfg = cfg.with_absolute_paths().validate()
+    if cfg.tensorboard:
+        require_tensorboard()
     ctx = du.init_distributed(device_type(cfg.device))
     out = run_output(cfg.output, "`reid finetune` or `reid pretrain`",
                      [cfg.pretrained, spec_path(cfg.data)])

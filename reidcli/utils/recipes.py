@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 import tomllib
 from dataclasses import field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from reidcli.errors import ReidError
+from reidcli.errors import UsageError
 from reidcli.utils.toml_writer import dumps
 
 C = TypeVar("C")
@@ -68,10 +69,10 @@ class RecipeSchema(Generic[C]):
     def coerce(self, name: str, value: Any, source: str) -> Any:
         if name in self.tuple_types and value is not None:
             if not isinstance(value, list | tuple):
-                raise ReidError(f"{source}: `{name}` must be a list, got {value!r}")
+                raise UsageError(f"{source}: `{name}` must be a list, got {value!r}")
             length = self.tuple_lengths[name]
             if length is not None and len(value) != length:
-                raise ReidError(f"{source}: `{name}` takes {length} values, got {list(value)!r}")
+                raise UsageError(f"{source}: `{name}` takes {length} values, got {list(value)!r}")
             return tuple(self.tuple_types[name](v) for v in value)
         if name in self.float_fields and isinstance(value, int) and not isinstance(value, bool):
             return float(value)
@@ -83,13 +84,13 @@ class RecipeSchema(Generic[C]):
             items = value.items() if isinstance(value, dict) else [(key, value)]
             for name, item in items:
                 if isinstance(item, dict):
-                    raise ReidError(f"{source}: tables nest one level only (`{key}.{name}`)")
+                    raise UsageError(f"{source}: tables nest one level only (`{key}.{name}`)")
                 if name not in self.fields:
                     close = difflib.get_close_matches(name, self.fields, n=1)
                     hint = f" (did you mean `{close[0]}`?)" if close else ""
-                    raise ReidError(f"{source}: unknown setting `{name}`{hint}")
+                    raise UsageError(f"{source}: unknown setting `{name}`{hint}")
                 if name in flat:
-                    raise ReidError(f"{source}: `{name}` is set twice")
+                    raise UsageError(f"{source}: `{name}` is set twice")
                 flat[name] = self.coerce(name, item, source)
         return flat
 
@@ -102,22 +103,22 @@ class RecipeSchema(Generic[C]):
             data = tomllib.loads(p.read_text(encoding="utf-8"))
         except FileNotFoundError:
             if seen:
-                raise ReidError(f"recipe {seen[-1]}: its base {p} does not exist") from None
-            raise ReidError(f"recipe {p} does not exist") from None
+                raise UsageError(f"recipe {seen[-1]}: its base {p} does not exist") from None
+            raise UsageError(f"recipe {p} does not exist") from None
         except UnicodeDecodeError as err:
-            raise ReidError(f"recipe {p} is not UTF-8 text: {err}") from None
+            raise UsageError(f"recipe {p} is not UTF-8 text: {err}") from None
         except tomllib.TOMLDecodeError as err:
-            raise ReidError(f"recipe {p} is not valid TOML: {err}") from None
+            raise UsageError(f"recipe {p} is not valid TOML: {err}") from None
         base = data.pop("base", None)
         values: dict[str, Any] = {}
         if base is not None:
             if not isinstance(base, str):
-                raise ReidError(f"recipe {p}: `base` must be a file name, got {base!r}")
+                raise UsageError(f"recipe {p}: `base` must be a file name, got {base!r}")
             base_path = (p.parent / base).resolve()
             chain = (*seen, p.resolve())
             if base_path in chain:
                 loop = " -> ".join(q.name for q in (*chain, base_path))
-                raise ReidError(f"recipe {p}: its base chain loops ({loop})")
+                raise UsageError(f"recipe {p}: its base chain loops ({loop})")
             values.update(self._load_chain(base_path, chain))
         values.update(self.flatten(data, str(p)))
         return values
@@ -130,7 +131,7 @@ class RecipeSchema(Generic[C]):
             values.update(self.load_recipe(recipe))
         for name, value in (overrides or {}).items():
             if name not in self.fields:
-                raise ReidError(f"unknown setting `{name}`")
+                raise UsageError(f"unknown setting `{name}`")
             values[name] = self.coerce(name, value, "command line")
         return self.cls(**values)
 
@@ -141,6 +142,20 @@ class RecipeSchema(Generic[C]):
             if f.metadata["section"] != "run":
                 tables.setdefault(f.metadata["section"], {})[name] = getattr(cfg, name)
         return dumps(tables, header=header)
+
+    def number_problems(self, cfg: C) -> list[str]:
+        """Float settings that are NaN or infinite (no comparison rejects NaN: `nan <= 0` is
+        false) and a negative `workers`; every stage's `validate` starts from these."""
+        problems = []
+        for name in self.fields:
+            value = getattr(cfg, name)
+            values = value if isinstance(value, tuple) else (value,)
+            if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+                problems.append(f"{name} must be a finite number, got {value!r}")
+        workers = getattr(cfg, "workers", 0)
+        if isinstance(workers, int) and workers < 0:
+            problems.append(f"workers must be >= 0 (0 = load in the main process), got {workers}")
+        return problems
 
     def differences(self, saved: C, requested: C, ignore: set[str] | None = None) -> list[str]:
         """Fields whose values differ, as `name: saved -> requested`; `ignore` defaults to

@@ -22,11 +22,32 @@ def is_image(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
 
-def list_images(folder: Path) -> list[Path]:
-    """Image files directly in `folder`, sorted by name so record order is deterministic."""
+def list_images(
+    folder: Path, problems: list[Problem] | None = None, split: str | None = None
+) -> list[Path]:
+    """Image files directly in `folder`, sorted by name so record order is deterministic.
+
+    An image name that is a link to nothing, or into a loop of links, is not an image
+    either; it is reported in `problems` as a broken link instead of vanishing silently.
+    """
+    names: list[str] = []
     with os.scandir(folder) as entries:
-        names = sorted(e.name for e in entries if e.is_file() and is_image(e.name))
-    return [folder / n for n in names]
+        for entry in entries:
+            if not is_image(entry.name):
+                continue
+            try:
+                if entry.is_file():
+                    names.append(entry.name)
+                    continue
+                dangling = entry.is_symlink() and not entry.is_dir()
+                why = "a symbolic link to a missing file" if dangling else None
+            except OSError as err:  # ELOOP: the link cannot be followed at all
+                why = f"a symbolic link that cannot be followed ({err.strerror})"
+            if why is not None and problems is not None:
+                problems.append(
+                    Problem("error", "broken link", f"{entry.path}: {why}", split, entry.path)
+                )
+    return [folder / n for n in sorted(names)]
 
 
 def walk_images(folder: Path) -> list[Path]:
@@ -64,7 +85,7 @@ def parse_named_folder(
     or whose camera is below `cam_base`, are reported and skipped.
     """
     records: list[ImageRecord] = []
-    for path in list_images(folder):
+    for path in list_images(folder, problems, split):
         match = pattern.search(path.name)
         try:
             if match is None:
@@ -86,6 +107,28 @@ def parse_named_folder(
             continue
         records.append(ImageRecord(str(path.resolve()), pid, camid, viewid))
     return records
+
+
+def parse_split_folders(
+    name: str,
+    root: Path,
+    split_dirs: dict[str, str],
+    layout: str,
+    problems: list[Problem],
+    pattern: re.Pattern[str] = MARKET_PATTERN,
+) -> dict[str, list[ImageRecord]]:
+    """Records per split from one folder each, train ids relabelled. The train folder may be
+    missing: test-only datasets (CUHK01, VIPeR, PRID, GRID as shipped for cross-domain tests)
+    are query and gallery alone, and still evaluate (`load_dataset` reports the empty train
+    split as a warning; only training asks for it)."""
+    require_dirs(name, root, [d for s, d in split_dirs.items() if s != "train"], layout)
+    splits = {
+        split: parse_named_folder(root / d, split, problems, pattern) if (root / d).is_dir()
+        else []
+        for split, d in split_dirs.items()
+    }
+    splits["train"] = relabel(splits.get("train", []))
+    return splits
 
 
 def relabel(records: list[ImageRecord]) -> list[ImageRecord]:

@@ -6,6 +6,7 @@ import logging
 import math
 from pathlib import Path
 
+from reidcli.data.listfile import DUPLICATES_OPTION, contained, handle_duplicates, read_lines
 from reidcli.data.parsers.common import make_dataset, walk_images
 from reidcli.data.problems import Problem
 from reidcli.data.records import ImageRecord, ReidDataset
@@ -20,23 +21,34 @@ LIST_NAMES = ("list.txt", "images.txt")
 LAYOUT = """\
   ROOT/ any tree of images (scanned recursively, sorted), or
   ROOT/list.txt (or images.txt, or luperson:PATH/TO/LIST.txt): one image path per line,
-  relative to the list's folder; extra fields after the path and `#` lines are ignored.
+  relative to the list's folder (and inside it); extra fields after the path and `#` lines
+  are ignored.
   Options: subset=LIST (an ordered list, e.g. from `reid cfs-filter`, relative to ROOT),
-  keep=F (keep the first fraction F of the list), keep_first=N (keep the first N)."""
+  keep=F (keep the first fraction F of the list), keep_first=N (keep the first N),
+  duplicates=drop|keep|error (repeated lines; dropped and reported by default)."""
 
 
-def read_list(path: Path) -> list[str]:
-    """Relative image paths from a list file, in file order."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as err:
-        raise DatasetError(f"luperson: cannot read list {path}: {err}") from None
-    out: list[str] = []
-    for line in text.splitlines():
+def read_list(path: Path) -> list[tuple[int, str]]:
+    """(line number, image path) of each entry of a list file, in file order."""
+    out: list[tuple[int, str]] = []
+    for lineno, line in read_lines(path, "luperson"):
         line = line.strip()
         if line and not line.startswith("#"):
-            out.append(line.split()[0])
+            out.append((lineno, line.split()[0]))
     return out
+
+
+def list_paths(
+    list_file: Path, base: Path, problems: list[Problem], duplicates: str = "drop"
+) -> list[str]:
+    """Absolute image paths of a list whose entries are relative to `base` (and must stay
+    inside it), repeated entries handled as `duplicates` says."""
+    entries = read_list(list_file)
+    entries = handle_duplicates(entries, [name for _, name in entries],
+                                [n for n, _ in entries], duplicates, list_file, problems)
+    root = str(base.absolute())
+    return [contained(root, name, f"luperson: {list_file} line {lineno}")
+            for lineno, name in entries]
 
 
 def kept_count(total: int, keep: float | None, keep_first: int | None) -> int:
@@ -73,6 +85,7 @@ def parse_luperson(
     subset: str | None = None,
     keep: float | None = None,
     keep_first: int | None = None,
+    duplicates: str = DUPLICATES_OPTION.default,
 ) -> ReidDataset:
     if root.is_file():
         list_file: Path | None = root
@@ -85,10 +98,10 @@ def parse_luperson(
     if list_file is not None:
         # The fast path: millions of images, never walk the tree or stat the files.
         base = root if subset is not None else list_file.parent
-        names = read_list(list_file)
-        n = kept_count(len(names), keep, keep_first)
-        paths = [str((base / name).absolute()) for name in names[:n]]
-        log.info("luperson: %d of %d images from %s", n, len(names), list_file)
+        listed = list_paths(list_file, base, problems, duplicates)
+        n = kept_count(len(listed), keep, keep_first)
+        paths = listed[:n]
+        log.info("luperson: %d of %d images from %s", n, len(listed), list_file)
     else:
         if not root.is_dir():
             raise DatasetError(f"luperson: {root} is not a folder. Expected layout:\n{LAYOUT}")
@@ -111,6 +124,7 @@ register(
             "subset": DatasetOption(str, None, "ordered list of images to use (relative paths)"),
             "keep": DatasetOption(float, None, "keep this leading fraction of the list"),
             "keep_first": DatasetOption(int, None, "keep this many leading entries"),
+            "duplicates": DUPLICATES_OPTION,
         },
         aliases=("lup",),
     )

@@ -4,12 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reidcli.data.parsers.common import (
-    make_dataset,
-    parse_named_folder,
-    relabel,
-    require_dirs,
-)
+from reidcli.data.parsers.common import make_dataset, parse_split_folders
 from reidcli.data.problems import Problem
 from reidcli.data.records import ReidDataset
 from reidcli.data.registry import DatasetInfo, register
@@ -18,7 +13,8 @@ SPLIT_DIRS = {"train": "bounding_box_train", "query": "query", "gallery": "bound
 
 MARKET_LAYOUT = """\
   ROOT/
-    bounding_box_train/   0002_c1s1_000451_03.jpg ...  (pid_c<camera>...)
+    bounding_box_train/   0002_c1s1_000451_03.jpg ...  (pid_c<camera>...; optional: without
+                          it the dataset is test-only, for extract/evaluate)
     query/                0001_c1s1_001051_00.jpg ...
     bounding_box_test/    0000_... (distractors), -1_... (junk, dropped)"""
 
@@ -26,13 +22,7 @@ MARKET_LAYOUT = """\
 def parse_market_layout(
     name: str, root: Path, problems: list[Problem], layout: str = MARKET_LAYOUT
 ) -> ReidDataset:
-    require_dirs(name, root, SPLIT_DIRS.values(), layout)
-    splits = {
-        split: parse_named_folder(root / folder, split, problems)
-        for split, folder in SPLIT_DIRS.items()
-    }
-    splits["train"] = relabel(splits["train"])
-    return make_dataset(name, root, splits)
+    return make_dataset(name, root, parse_split_folders(name, root, SPLIT_DIRS, layout, problems))
 
 
 def _market_like(name: str, description: str, folders: tuple[str, ...], aliases=()) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from reidcli.data.listfile import DUPLICATES_OPTION, contained, handle_duplicates, read_lines
 from reidcli.data.parsers.common import make_dataset, relabel, require_dirs, require_file
 from reidcli.data.problems import Problem
 from reidcli.data.records import ImageRecord, ReidDataset
@@ -27,12 +28,12 @@ V2_WARNING = (
 
 
 def _read_list(
-    list_path: Path, image_dir: Path, split: str, problems: list[Problem]
+    list_path: Path, image_dir: Path, split: str, problems: list[Problem], duplicates: str
 ) -> list[ImageRecord]:
     """Records from `RELPATH PID` lines; files are not stat'ed here (`check` opens them)."""
     records: list[ImageRecord] = []
-    lines = list_path.read_text(encoding="utf-8").splitlines()
-    for lineno, line in enumerate(lines, start=1):
+    linenos: list[int] = []
+    for lineno, line in read_lines(list_path, "msmt17"):
         if not line.strip():
             continue
         fields = line.split()
@@ -64,11 +65,16 @@ def _read_list(
                 )
             )
             continue
-        records.append(ImageRecord(str(image_dir / rel), pid, camid))
-    return records
+        path = contained(str(image_dir), rel, f"msmt17: {list_path} line {lineno}")
+        records.append(ImageRecord(path, pid, camid))
+        linenos.append(lineno)
+    return handle_duplicates(records, [r.path for r in records], linenos, duplicates,
+                             list_path, problems, split)
 
 
-def parse_msmt17(root: Path, problems: list[Problem]) -> ReidDataset:
+def parse_msmt17(
+    root: Path, problems: list[Problem], duplicates: str = DUPLICATES_OPTION.default
+) -> ReidDataset:
     root = root.resolve()
     if (root / "mask_train_v2").is_dir():
         log.warning(V2_WARNING)
@@ -80,13 +86,15 @@ def parse_msmt17(root: Path, problems: list[Problem]) -> ReidDataset:
     for name in ("list_train.txt", "list_val.txt", "list_query.txt", "list_gallery.txt"):
         require_file("msmt17", root / name, LAYOUT)
 
+    def read(name: str, folder: str, split: str) -> list[ImageRecord]:
+        return _read_list(root / name, root / folder, split, problems, duplicates)
+
     # list_val holds more images of the train identities; the published protocol trains on both.
-    train = _read_list(root / "list_train.txt", root / train_dir, "train", problems)
-    train += _read_list(root / "list_val.txt", root / train_dir, "train", problems)
+    train = read("list_train.txt", train_dir, "train") + read("list_val.txt", train_dir, "train")
     splits = {
         "train": relabel(train),
-        "query": _read_list(root / "list_query.txt", root / test_dir, "query", problems),
-        "gallery": _read_list(root / "list_gallery.txt", root / test_dir, "gallery", problems),
+        "query": read("list_query.txt", test_dir, "query"),
+        "gallery": read("list_gallery.txt", test_dir, "gallery"),
     }
     return make_dataset("msmt17", root, splits)
 
@@ -100,5 +108,6 @@ register(
         folders=("MSMT17_V1", "MSMT17", "msmt17", "MSMT17_V2"),
         markers=("list_train.txt",),
         aliases=("msmt",),
+        options={"duplicates": DUPLICATES_OPTION},
     )
 )

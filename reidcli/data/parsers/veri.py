@@ -7,11 +7,10 @@ import os
 import re
 from pathlib import Path
 
+from reidcli.data.listfile import read_lines
 from reidcli.data.parsers.common import (
     make_dataset,
-    parse_named_folder,
-    relabel,
-    require_dirs,
+    parse_split_folders,
 )
 from reidcli.data.problems import Problem
 from reidcli.data.records import ImageRecord, ReidDataset
@@ -26,7 +25,7 @@ KEYPOINT_FILES = ("keypoint_train.txt", "keypoint_test.txt")
 
 LAYOUT = """\
   ROOT/
-    image_train/  0001_c001_00016450_0.jpg ...  (vehicle_c<camera>_...)
+    image_train/  0001_c001_00016450_0.jpg ...  (vehicle_c<camera>_...; optional: test-only)
     image_query/  image_test/
     keypoint_train.txt  keypoint_test.txt   optional: `IMAGE x1 y1 v1 ... VIEW` per line,
                                             the last field is the viewpoint (0-7)"""
@@ -48,7 +47,7 @@ def _read_views(root: Path, problems: list[Problem]) -> dict[str, int] | None:
             problems.append(Problem("warning", "no keypoint file", msg, path=str(path)))
             continue
         found = True
-        for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        for lineno, line in read_lines(path, "veri776"):
             fields = line.split()
             if not fields:
                 continue
@@ -90,12 +89,7 @@ def _with_views(
 
 
 def parse_veri776(root: Path, problems: list[Problem]) -> ReidDataset:
-    require_dirs("veri776", root, SPLIT_DIRS.values(), LAYOUT)
-    splits = {
-        split: parse_named_folder(root / folder, split, problems, PATTERN)
-        for split, folder in SPLIT_DIRS.items()
-    }
-    splits["train"] = relabel(splits["train"])
+    splits = parse_split_folders("veri776", root, SPLIT_DIRS, LAYOUT, problems, PATTERN)
     views = _read_views(root, problems)
     if views is None:
         return make_dataset("veri776", root, splits)
