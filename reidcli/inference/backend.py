@@ -27,6 +27,9 @@ class Backend:
     """(images, camids, viewids) -> (B, D) float32 features; has a `.device`."""
     transform: Callable[[Image.Image], torch.Tensor]
     provenance: dict[str, object]
+    feature_dim: int
+    inputs: list[Path]
+    """The files the features come from (an output must never replace one of them)."""
 
 
 def load_backend(checkpoint: str | os.PathLike[str] | None, onnx: str | os.PathLike[str] | None,
@@ -45,14 +48,17 @@ def load_backend(checkpoint: str | os.PathLike[str] | None, onnx: str | os.PathL
                        {"model": graph.spec.model, "checkpoint": str(Path(onnx).resolve()),
                         "checkpoint_sha256": file_sha256(Path(onnx)),
                         "normalized": graph.spec.normalized,
-                        "flip": graph.flip})
+                        "flip": graph.flip},
+                       graph.spec.feature_dim, [Path(onnx)])
     from reidcli.data.transforms import build_test_transform
     from reidcli.models.checkpoint import load_model
-    from reidcli.runtime.rundir import WEIGHTS_NAME
+    from reidcli.runtime.rundir import CONFIG_NAME, WEIGHTS_NAME
 
     model, cfg = load_model(checkpoint, num_classes=0, device=device)  # type: ignore[arg-type]
     return Backend(FeatureExtractor(model, device, amp_dtype(amp, device), flip),
                    build_test_transform(cfg.img_size, cfg.mean, cfg.std),
                    {"model": cfg.backbone, "checkpoint": str(Path(checkpoint).resolve()),  # type: ignore[arg-type]
                     "checkpoint_sha256": file_sha256(Path(checkpoint) / WEIGHTS_NAME),  # type: ignore[arg-type]
-                    "normalized": False, "flip": bool(flip)})
+                    "normalized": False, "flip": bool(flip)},
+                   model.feat_dim, [Path(checkpoint) / WEIGHTS_NAME,  # type: ignore[arg-type]
+                                    Path(checkpoint) / CONFIG_NAME])  # type: ignore[arg-type]
