@@ -1,6 +1,6 @@
 """The classic dense implementations the retrieval benchmark compares against.
 
-Written from the papers / METHODS.md in the style of the widely used reference code: the
+Written from the papers (docs/methods.md) in the style of the widely used reference code: the
 whole query x gallery matrix and a full argsort for evaluation, and dense (Q+G) x (Q+G)
 arrays for k-reciprocal re-ranking (V kept in float32 here, where the reference code used
 float16, so that results can be compared to 1e-5).

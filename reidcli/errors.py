@@ -34,3 +34,8 @@ class CheckpointError(ReidError):
 
 class TrainingError(ReidError):
     """Training cannot continue (non-finite loss, inconsistent resume state, ...)."""
+
+
+class OutputError(ReidError):
+    """An output cannot be written: it is an input, not ours to replace, in use by another
+    run, in a read-only folder, or the disk is full."""

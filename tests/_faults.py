@@ -71,8 +71,12 @@ def h5_content(path: Path, skip_attrs: tuple[str, ...] = ("created",)) -> dict[s
 
 
 def leftovers(folder: Path, keep: set[str]) -> list[str]:
-    """Names in `folder` other than `keep` (temp files, partial folders)."""
-    return sorted(p.name for p in folder.iterdir() if p.name not in keep)
+    """Names in `folder` other than `keep` (temp files, partial folders). A killed run's lock
+    file (`.NAME.lock`) is not one: it holds no data, the kernel released its lock, and the
+    next run takes it over and removes it."""
+    return sorted(p.name for p in folder.iterdir()
+                  if p.name not in keep and not (p.name.startswith(".") and
+                                                 p.name.endswith(".lock")))
 
 
 # -- the child writer --------------------------------------------------------------------

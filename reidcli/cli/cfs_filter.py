@@ -101,7 +101,8 @@ def cfs_filter(
         rich_help_panel=PANEL_RUN),
     overwrite: bool = typer.Option(
         False, "--overwrite", help="Replace a --scores file made from other models or "
-        "images.", rich_help_panel=PANEL_RUN),
+        "images, or an -o file that is not a list written by cfs-filter.",
+        rich_help_panel=PANEL_RUN),
 ) -> None:
     """Rank source images by catastrophic forgetting score (how close the source and target
     proxies' features stay) and write the best ones as an ordered list for `reid pretrain

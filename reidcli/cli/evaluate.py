@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from enum import StrEnum
 from pathlib import Path
@@ -9,10 +10,17 @@ from pathlib import Path
 import typer
 
 from reidcli.retrieval.evaluate import EvalOptions, evaluate_path
-from reidcli.retrieval.report import camera_table, result_json, result_table, write_json
+from reidcli.retrieval.report import (
+    camera_table,
+    json_output,
+    result_json,
+    result_table,
+    write_json,
+)
 from reidcli.retrieval.rerank import RerankParams
 from reidcli.runtime.device import UnknownDevice, resolve_device
 from reidcli.utils.logging import console, stdout_console
+from reidcli.utils.outputs import claim_output
 
 log = logging.getLogger(__name__)
 
@@ -80,20 +88,35 @@ def evaluate(
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, ..."),
     chunk_mb: int = typer.Option(128, "--chunk-mb", min=8,
                                  help="Memory budget of one block of distances (MiB)."),
+    overwrite: bool = typer.Option(False, "--overwrite",
+                                   help="Let --json replace a file that does not hold "
+                                        "evaluation results."),
 ) -> None:
     """Market-1501 protocol: mAP, mINP and CMC of a bank's query split against its gallery."""
     warn_unused_rerank_options(ctx, rerank)
     params = rerank_params(k1, k2, lam) if rerank else None
+    to_file = json_out is not None and json_out != "-"
+    # Claimed before the work so that a bad --json fails at once, not after evaluating.
+    with (claim_output(json_output(json_out, source, overwrite)) if to_file  # type: ignore[arg-type]
+          else contextlib.nullcontext()):
+        _evaluate(source, params, json_out, metric=metric.value, qe=qe, dba=dba,
+                  query_split=query_split, gallery_split=gallery_split,
+                  device=check_device(device),
+                  options=EvalOptions(max_rank=max_rank, per_camera=per_camera, ci=ci,
+                                      ci_samples=ci_samples, budget=chunk_mb * 2**20))
+
+
+def _evaluate(source: Path, params: RerankParams | None, json_out: str | None, *,
+              metric: str, qe: int, dba: int, query_split: str, gallery_split: str,
+              device: str, options: EvalOptions) -> None:
     result = evaluate_path(
-        source, metric=metric.value, rerank=params, qe=qe, dba=dba, query_split=query_split,
-        gallery_split=gallery_split, device=check_device(device),
-        options=EvalOptions(max_rank=max_rank, per_camera=per_camera, ci=ci,
-                            ci_samples=ci_samples, budget=chunk_mb * 2**20),
+        source, metric=metric, rerank=params, qe=qe, dba=dba,  # type: ignore[arg-type]
+        query_split=query_split, gallery_split=gallery_split, device=device, options=options,
     )
     # With `--json -` stdout carries only the JSON; the tables go to stderr.
     out = console if json_out == "-" else stdout_console
     out.print(result_table(result))
-    if per_camera:
+    if options.per_camera:
         out.print(camera_table(result))
     if json_out == "-":
         stdout_console.print(result_json(result), markup=False, highlight=False, soft_wrap=True)

@@ -32,11 +32,15 @@ def rerank(
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, ..."),
     chunk_mb: int = typer.Option(128, "--chunk-mb", min=8,
                                  help="Memory budget of one block of distances (MiB)."),
+    overwrite: bool = typer.Option(False, "--overwrite",
+                                   help="Replace an existing -o file that is not a distance "
+                                        "file (a distance file is always replaced)."),
 ) -> None:
     """Re-rank every query against every gallery item (unlabelled ones included)."""
     params = rerank_params(k1, k2, lam)
     start = time.perf_counter()
     path = rerank_bank(bank, output, params, metric=metric.value, qe=qe, dba=dba,  # type: ignore[arg-type]
                        query_split=query_split, gallery_split=gallery_split,
-                       device=check_device(device), budget=chunk_mb * 2**20)
+                       device=check_device(device), budget=chunk_mb * 2**20,
+                       overwrite=overwrite)
     log.info("wrote %s in %.1f s", path, time.perf_counter() - start)

@@ -30,6 +30,9 @@ def visualize(
     query_split: str = typer.Option("query", "--query-split", help="Bank split of the queries."),
     gallery_split: str = typer.Option("gallery", "--gallery-split",
                                       help="Bank split of the gallery."),
+    overwrite: bool = typer.Option(False, "--overwrite",
+                                   help="Replace an -o file that `reid visualize` did not "
+                                        "draw."),
 ) -> None:
     """Draw ranked lists: each query, then its top-k gallery images framed green (correct),
     red (incorrect), orange (same camera, ignored) or grey (junk, ignored), distance below."""
@@ -37,7 +40,7 @@ def visualize(
         source=source, output=output, queries=parse_queries(queries), k=k,
         image_root=image_root, metric=metric.value,  # type: ignore[arg-type]
         query_split=query_split, gallery_split=gallery_split,
-        style=TileStyle(tile=parse_size(tile)),
+        style=TileStyle(tile=parse_size(tile)), overwrite=overwrite,
     ))
     if not state.quiet:
         console.print(summary_line(result), highlight=False)

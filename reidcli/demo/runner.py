@@ -26,6 +26,7 @@ from reidcli.demo.report import Row, Scores, adaptation_verdict, results_table, 
 from reidcli.errors import ReidError
 from reidcli.utils.io import atomic_write_text
 from reidcli.utils.logging import console as default_console
+from reidcli.utils.outputs import Output, claim_output
 
 MARKER = "reid-demo.json"
 RANDOM = "random"
@@ -111,6 +112,13 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoResult:
     if opts.workers < 0:
         raise ReidError(f"--workers must be >= 0, got {opts.workers}")
     workdir = Path(opts.workdir)
+    # Locked for the whole demo: a second `reid demo` into it would delete this one's work.
+    with claim_output(Output(workdir, "`reid demo`", directory=True, option="--workdir")):
+        return _run_demo(opts, console, plan, workdir)
+
+
+def _run_demo(opts: DemoOptions, console: Console, plan: DemoPlan, workdir: Path
+              ) -> DemoResult:
     prepare_workdir(workdir, opts.fresh, plan)
     ctx = DemoContext(WorkPaths(workdir), plan, console, opts.device, opts.workers,
                       opts.progress)

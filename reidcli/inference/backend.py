@@ -28,6 +28,9 @@ class Backend:
     """(images, camids, viewids) -> (B, D) float32 features; has a `.device`."""
     transform: Callable[[Image.Image], torch.Tensor]
     provenance: dict[str, object]
+    feature_dim: int
+    inputs: list[Path]
+    """The files the features come from (an output must never replace one of them)."""
     sources: tuple[Source, ...] = ()
     """A joint model's datasets with their camera ranges, when it has camera SIE (torch run
     directories only)."""
@@ -49,10 +52,11 @@ def load_backend(checkpoint: str | os.PathLike[str] | None, onnx: str | os.PathL
                        {"model": graph.spec.model, "checkpoint": str(Path(onnx).resolve()),
                         "checkpoint_sha256": file_sha256(Path(onnx)),
                         "normalized": graph.spec.normalized,
-                        "flip": graph.flip})
+                        "flip": graph.flip},
+                       graph.spec.feature_dim, [Path(onnx)])
     from reidcli.data.transforms import build_test_transform
     from reidcli.models.checkpoint import load_model
-    from reidcli.runtime.rundir import WEIGHTS_NAME
+    from reidcli.runtime.rundir import CONFIG_NAME, WEIGHTS_NAME
 
     model, cfg = load_model(checkpoint, num_classes=0, device=device)  # type: ignore[arg-type]
     return Backend(FeatureExtractor(model, device, amp_dtype(amp, device), flip),
@@ -60,4 +64,6 @@ def load_backend(checkpoint: str | os.PathLike[str] | None, onnx: str | os.PathL
                    {"model": cfg.backbone, "checkpoint": str(Path(checkpoint).resolve()),  # type: ignore[arg-type]
                     "checkpoint_sha256": file_sha256(Path(checkpoint) / WEIGHTS_NAME),  # type: ignore[arg-type]
                     "normalized": False, "flip": bool(flip)},
+                   model.feat_dim, [Path(checkpoint) / WEIGHTS_NAME,  # type: ignore[arg-type]
+                                    Path(checkpoint) / CONFIG_NAME],  # type: ignore[arg-type]
                    tuple(Source.from_dict(s) for s in cfg.sources) if cfg.sie_camera else ())

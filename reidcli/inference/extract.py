@@ -9,6 +9,7 @@ the shards in rank order, so the result is identical to a single-process run.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import time
@@ -16,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from torch.utils.data import DataLoader
 
 from reidcli.data import load_dataset
@@ -31,7 +33,9 @@ from reidcli.retrieval.bank import BankWriter, read_bank
 from reidcli.runtime import distributed as ddp
 from reidcli.runtime.device import device_type, resolve_device
 from reidcli.runtime.files import shard
-from reidcli.utils.partial_h5 import remove_partial
+from reidcli.utils.diskerrors import check_free_space
+from reidcli.utils.outputs import Output, check_output, claim_output
+from reidcli.utils.partial_h5 import partial_path, remove_partial
 from reidcli.utils.progress import stream_progress
 
 log = logging.getLogger(__name__)
@@ -203,45 +207,79 @@ def _merge_shards(shards: Sequence[Path], output: Path, attrs: dict[str, object]
 
 
 def extract_bank(opts: ExtractOptions) -> ExtractResult:
-    """Run `opts.checkpoint` (a run directory) or `opts.onnx` over the images into a bank."""
+    """Run `opts.checkpoint` (a run directory) or `opts.onnx` over the images into a bank.
+
+    An existing output is reused when it is complete for this model and these images and
+    otherwise replaced only with `overwrite` (or `replace_stale`); the output is locked while
+    it is written.
+    """
+    from reidcli.runtime.rundir import CONFIG_NAME, WEIGHTS_NAME
+
     if opts.batch_size < 1 or opts.checkpoint_every < 1:
         raise ReidError("--batch-size and the checkpoint interval must be positive")
     output = Path(opts.output)
+    if opts.onnx is not None:
+        inputs = [Path(opts.onnx)]
+    elif opts.checkpoint is not None:
+        inputs = [Path(opts.checkpoint) / WEIGHTS_NAME, Path(opts.checkpoint) / CONFIG_NAME]
+    else:
+        inputs = []
+    claim = Output(output, "`reid extract`", inputs=inputs,
+                   overwrite=opts.overwrite or opts.replace_stale)
     ctx = ddp.init_distributed(device_type(opts.device))
     try:
-        device = resolve_device(opts.device, ctx.local_rank)
-        dataset_desc, splits = gather_records(opts)
-        backend = load_backend(opts.checkpoint, opts.onnx, device, opts.device, opts.amp,
-                               opts.flip)
-        provenance: dict[str, object] = {**backend.provenance, "dataset": dataset_desc}
-        rows = {name: len(recs) for name, recs in splits.items()}
-        cam_offset = camera_offset(opts, backend.sources)
-        if output.exists():
-            if not opts.overwrite and _matches(output, provenance, rows):
-                log.info("%s is complete for this model and these images; nothing to do", output)
-                remove_partial(output)  # a kill between the final rename and the clean-up
-                return ExtractResult(output, rows, skipped=True)
-            if not (opts.overwrite or opts.replace_stale):
-                raise ReidError(f"{output} exists and was made from another model or other "
-                                f"images; pass --overwrite to replace it")
-        target = output if not ctx.enabled else output.with_name(
-            f"{output.stem}.rank{ctx.rank}{output.suffix}")
-        start = time.perf_counter()
-        progress = stream_progress(enabled=opts.progress and ctx.is_main)
-        with progress, BankWriter(target, attrs=provenance, dtype=opts.dtype, resume=True,
-                                  keep_partial=True) as writer:
-            for name, records in splits.items():
-                lo, hi = shard(len(records), ctx.rank, ctx.world_size)
-                _write_split(writer, name, records[lo:hi], backend.extractor,
-                             backend.transform, opts, progress, cam_offset)
-        seconds = time.perf_counter() - start
-        if ctx.enabled:
-            ddp.barrier(ctx)
-            if ctx.is_main:
-                shards = [output.with_name(f"{output.stem}.rank{r}{output.suffix}")
-                          for r in range(ctx.world_size)]
-                _merge_shards(shards, output, provenance, opts.dtype, list(splits))
-            ddp.barrier(ctx)
-        return ExtractResult(output, rows, seconds=seconds)
+        with claim_output(claim, lock=ctx.is_main):
+            return _extract(opts, output, claim, ctx)
     finally:
         ddp.shutdown(ctx)
+
+
+def bank_bytes(rows: int, dim: int, dtype: str, paths: int) -> int:
+    """About how large a bank of `rows` features of `dim` values will be (`paths`: the
+    total length of the image paths)."""
+    return rows * (dim * np.dtype(dtype).itemsize + 3 * 8 + 16) + paths + 2**16
+
+
+def _extract(opts: ExtractOptions, output: Path, claim: Output,
+             ctx: ddp.DistContext) -> ExtractResult:
+    device = resolve_device(opts.device, ctx.local_rank)
+    dataset_desc, splits = gather_records(opts)
+    backend = load_backend(opts.checkpoint, opts.onnx, device, opts.device, opts.amp, opts.flip)
+    provenance: dict[str, object] = {**backend.provenance, "dataset": dataset_desc}
+    rows = {name: len(recs) for name, recs in splits.items()}
+    cam_offset = camera_offset(opts, backend.sources)
+    # The generic check again, now that "ours" can be told: the same model and images.
+    check_output(dataclasses.replace(
+        claim, made_by="`reid extract` with this model and these images",
+        ours=lambda p: _matches(p, provenance, rows)))
+    if output.exists() and not opts.overwrite and _matches(output, provenance, rows):
+        log.info("%s is complete for this model and these images; nothing to do", output)
+        remove_partial(output)  # a kill between the final rename and the clean-up
+        return ExtractResult(output, rows, skipped=True)
+    target = output if not ctx.enabled else output.with_name(
+        f"{output.stem}.rank{ctx.rank}{output.suffix}")
+    partial = partial_path(target)  # rows an interrupted run committed need no new space
+    done = sum(p.stat().st_size for p in partial.rglob("*") if p.is_file()) \
+        if partial.is_dir() else 0
+    # Twice the bank: the committed chunks and the final file exist together at the end.
+    check_free_space(output, 2 * bank_bytes(
+        sum(rows.values()), backend.feature_dim, opts.dtype,
+        sum(len(r.path) for recs in splits.values() for r in recs)) - done)
+    start = time.perf_counter()
+    progress = stream_progress(enabled=opts.progress and ctx.is_main)
+    with progress, BankWriter(target, attrs=provenance, dtype=opts.dtype, resume=True,
+                              keep_partial=True) as writer:
+        for name, records in splits.items():
+            lo, hi = shard(len(records), ctx.rank, ctx.world_size)
+            _write_split(writer, name, records[lo:hi], backend.extractor,
+                         backend.transform, opts, progress, cam_offset)
+    seconds = time.perf_counter() - start
+    if ctx.enabled:
+        ddp.barrier(ctx)
+        if ctx.is_main:
+            shards = [output.with_name(f"{output.stem}.rank{r}{output.suffix}")
+                      for r in range(ctx.world_size)]
+            _merge_shards(shards, output, provenance, opts.dtype, list(splits))
+        ddp.barrier(ctx)
+    return ExtractResult(output, rows, seconds=seconds)
+

@@ -20,7 +20,7 @@ import torch
 
 from reidcli.errors import BankError
 from reidcli.retrieval.bank import _attr, _open_h5, check_format
-from reidcli.utils.io import atomic_path
+from reidcli.utils.io import atomic_h5
 
 DIST_FORMAT = "reid-distances"
 DIST_VERSION = 1
@@ -112,6 +112,12 @@ def read_distances(path: str | os.PathLike[str]) -> DistanceFile:
     return DistanceFile(dist, q, g, attrs, path, f)
 
 
+def distance_file_bytes(query: Labels, gallery: Labels) -> int:
+    """About how large the distance file of `query` x `gallery` will be."""
+    paths = sum(len(p) + 16 for p in [*query.paths, *gallery.paths])
+    return 4 * len(query) * len(gallery) + 16 * (len(query) + len(gallery)) + paths + 2**16
+
+
 def write_distances(
     path: str | os.PathLike[str],
     blocks: Iterable[tuple[int, torch.Tensor | np.ndarray]],
@@ -122,7 +128,7 @@ def write_distances(
     """Stream row blocks of the Q x G matrix into a new distance file, atomically."""
     path = Path(path)
     nq, ng = len(query), len(gallery)
-    with atomic_path(path, suffix=".h5.tmp") as tmp, h5py.File(tmp, "w") as f:
+    with atomic_h5(path, needed=distance_file_bytes(query, gallery)) as f:
         f.attrs["format"] = DIST_FORMAT
         f.attrs["version"] = DIST_VERSION
         for key, value in (attrs or {}).items():

@@ -14,11 +14,18 @@ from reidcli.retrieval.distances import (
     Metric,
     prepare_features,
 )
-from reidcli.retrieval.distfile import Labels, write_distances
+from reidcli.retrieval.distfile import (
+    Labels,
+    distance_file_bytes,
+    is_distance_file,
+    write_distances,
+)
 from reidcli.retrieval.evaluate import feature_blocks
 from reidcli.retrieval.expansion import expand
 from reidcli.retrieval.rerank import RerankParams, rerank_blocks
 from reidcli.runtime.device import resolve_device
+from reidcli.utils.diskerrors import check_free_space
+from reidcli.utils.outputs import Output, claim_output
 
 
 def rerank_bank(
@@ -33,12 +40,22 @@ def rerank_bank(
     gallery_split: str = "gallery",
     device: str | torch.device | None = "cpu",
     budget: int = DEFAULT_CHUNK_BYTES,
+    overwrite: bool = False,
 ) -> Path:
-    """Write the (re-ranked, unless `params` is None) query x gallery distances of a bank."""
+    """Write the (re-ranked, unless `params` is None) query x gallery distances of a bank.
+
+    `output` may not be the bank, nor an existing file other than a distance file unless
+    `overwrite`; it is locked against a second run while it is written.
+    """
     dev = resolve_device(device)
-    with read_bank(bank_path) as bank:
+    claim = claim_output(Output(output, "`reid rerank` (a distance file)", ours=is_distance_file,
+                                inputs=[bank_path], overwrite=overwrite))
+    with claim, read_bank(bank_path) as bank:
         qs, gs = bank[query_split], bank[gallery_split]
         check_comparable(qs, gs, bank_path)
+        q_labels = Labels(np.asarray(qs.pids), np.asarray(qs.camids), qs.read_paths())
+        g_labels = Labels(np.asarray(gs.pids), np.asarray(gs.camids), gs.read_paths())
+        check_free_space(output, distance_file_bytes(q_labels, g_labels))
         q = prepare_features(qs.read_features(), metric, dev)
         g = prepare_features(gs.read_features(), metric, dev)
         q, g = expand(q, g, qe=qe, dba=dba, metric=metric, budget=budget)
@@ -48,9 +65,4 @@ def rerank_bank(
                                     "source": str(bank_path)}
         if params is not None:
             attrs.update(params.to_dict())
-        return write_distances(
-            output, blocks,
-            Labels(np.asarray(qs.pids), np.asarray(qs.camids), qs.read_paths()),
-            Labels(np.asarray(gs.pids), np.asarray(gs.camids), gs.read_paths()),
-            attrs,
-        )
+        return write_distances(output, blocks, q_labels, g_labels, attrs)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 from rich.table import Table
 
 from reidcli.retrieval.evaluate import EvaluationResult
 from reidcli.utils.io import atomic_write_text
+from reidcli.utils.outputs import Output
 
 
 def _pct(x: float) -> str:
@@ -52,6 +54,23 @@ def camera_table(r: EvaluationResult) -> Table:
 
 def result_json(r: EvaluationResult) -> str:
     return json.dumps(r.to_dict(), indent=2)
+
+
+def is_result_json(path: Path) -> bool:
+    """Whether `path` holds results written by `write_json` (which may be replaced)."""
+    try:
+        with path.open(encoding="utf-8") as f:
+            data = json.loads(f.read(1 << 20))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and {"mAP", "cmc", "num_queries"} <= data.keys()
+
+
+def json_output(path: str | os.PathLike[str], source: str | os.PathLike[str],
+                overwrite: bool = False) -> Output:
+    """The `--json` file of evaluating `source`: what `claim_output` checks and locks."""
+    return Output(path, "`reid evaluate --json`", ours=is_result_json, inputs=[source],
+                  overwrite=overwrite, option="--json")
 
 
 def write_json(r: EvaluationResult, path: str | os.PathLike[str]) -> None:

@@ -21,15 +21,19 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
 
 from reidcli.errors import TrainingError
-from reidcli.utils.io import atomic_path, atomic_write_text, remove_orphans
+from reidcli.utils.diskerrors import check_free_space
+from reidcli.utils.io import atomic_torch_save, atomic_write_text, remove_orphans
+from reidcli.utils.outputs import Output
 from reidcli.utils.recipes import RecipeSchema
 
 C = TypeVar("C")
@@ -46,9 +50,39 @@ BEST = "best"
 TENSORBOARD = "tb"
 
 
+RUN_FILES = (CONFIG, TRAINER, METRICS, LOG, BEST, WEIGHTS_NAME, CONFIG_NAME)
+"""What a run writes into its directory (`reid finetune` and `reid pretrain`)."""
+
+
+def is_run_dir(root: Path) -> bool:
+    """Whether a run may write into `root`: none of the names it writes is there yet, or
+    it is already a run directory (a config.toml that a run wrote)."""
+    if not any((root / name).exists() for name in RUN_FILES):
+        return True
+    try:
+        with (root / CONFIG).open(encoding="utf-8") as f:
+            return f.readline().startswith("# reid ")
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def run_output(root: str | Path, made_by: str,
+               inputs: Sequence[str | os.PathLike[str] | None]) -> Output:
+    """A run directory as an output: refused if it holds an input (e.g. `--pretrained` is
+    this folder) or files that no run wrote; `claim_output` locks it for the run."""
+    return Output(root, made_by, ours=is_run_dir, inputs=inputs, flag=None, directory=True)
+
+
 class RunDir:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
+
+    def check_space(self, parameters: int, copies: int) -> None:
+        """Refuse to start when the disk cannot hold `copies` float32 copies of
+        `parameters` values (weights, optimiser state) beyond what the run already has."""
+        have = sum(p.stat().st_size for p in self.root.glob("**/*") if p.is_file()) \
+            if self.root.is_dir() else 0
+        check_free_space(self.trainer_path, 4 * parameters * copies - have)
 
     @property
     def config_path(self) -> Path:
@@ -112,8 +146,7 @@ class RunDir:
     # -- resume state ----------------------------------------------------------------------
     def save_trainer(self, state: dict[str, Any]) -> None:
         remove_orphans(self.root, (TRAINER, WEIGHTS_NAME))
-        with atomic_path(self.trainer_path) as tmp:
-            torch.save(state, tmp)
+        atomic_torch_save(state, self.trainer_path)
 
     def load_trainer(self) -> dict[str, Any]:
         if not self.has_checkpoint():

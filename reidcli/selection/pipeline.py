@@ -13,6 +13,7 @@ each rank scores a shard, and rank 0 merges the scores and writes the list.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +35,14 @@ from reidcli.selection.score import (
     score_paths,
 )
 from reidcli.selection.scorefile import ScoreFile, read_scores
-from reidcli.selection.select import check_listable, count_to_keep, select, write_list
+from reidcli.selection.select import (
+    check_listable,
+    count_to_keep,
+    is_cfs_list,
+    select,
+    write_list,
+)
+from reidcli.utils.outputs import Output, claim_output, spec_path
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +175,12 @@ def cfs_filter(opts: CfsOptions) -> CfsResult | None:
     n_keep = count_to_keep(len(images), opts.keep, opts.keep_count)
     check_listable(images.relative)
     ctx = ddp.init_distributed(device_type(opts.device))
+    held = contextlib.ExitStack()
     try:
+        held.enter_context(claim_output(Output(
+            opts.output, "`reid cfs-filter` (a ranked list)", ours=is_cfs_list,
+            inputs=[spec_path(opts.source), opts.scores_path], overwrite=opts.overwrite),
+            lock=ctx.is_main))
         source_run, target_run = obtain_proxies(
             images, opts.target, opts.source_model, opts.target_model, opts.work, opts.proxy,
             opts.data_root, ctx,
@@ -201,4 +214,5 @@ def cfs_filter(opts: CfsOptions) -> CfsResult | None:
             target_model=target_run, scoring=scoring, check=check,
         )
     finally:
+        held.close()
         ddp.shutdown(ctx)

@@ -10,6 +10,7 @@ and rank 0 concatenates them in rank order: the result equals a single-process r
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -36,6 +37,7 @@ from reidcli.runtime.device import amp_dtype, resolve_device
 from reidcli.runtime.files import file_sha256, shard
 from reidcli.selection.scorefile import ScoreWriter, matches, read_scores
 from reidcli.ssl.data import PathTable
+from reidcli.utils.outputs import Output, claim_output, spec_path
 from reidcli.utils.partial_h5 import remove_partial
 from reidcli.utils.progress import stream_progress
 
@@ -272,19 +274,20 @@ def score_images(images: SourceImages, opts: ScoreOptions,
         wants_cuda = opts.device.startswith("cuda") or (
             opts.device == "auto" and torch.cuda.is_available())
         ctx = ddp.init_distributed("cuda" if wants_cuda else "cpu")
+    held = contextlib.ExitStack()
     try:
         device = resolve_device(opts.device, ctx.local_rank)
         amp = amp_dtype(opts.amp, device)
         prov = provenance(images, opts, amp)
         output = Path(opts.output)
-        if output.exists():
-            if not opts.overwrite and matches(output, prov, len(images)):
-                log.info("%s already holds these scores; nothing to score", output)
-                remove_partial(output)  # a kill between the final rename and the clean-up
-                return ScoreResult(output, len(images), skipped=True)
-            if not opts.overwrite:
-                raise ReidError(f"{output} holds scores of other models or other images; pass "
-                                f"--overwrite to replace it, or choose another --scores file")
+        held.enter_context(claim_output(Output(
+            output, "`reid cfs-filter` from these models and images", option="--scores",
+            ours=lambda p: matches(p, prov, len(images)), overwrite=opts.overwrite,
+            inputs=[spec_path(images.description)]), lock=ctx.is_main))
+        if output.exists() and not opts.overwrite:
+            log.info("%s already holds these scores; nothing to score", output)
+            remove_partial(output)  # a kill between the final rename and the clean-up
+            return ScoreResult(output, len(images), skipped=True)
         pair = ProxyPair(Path(opts.source_model), Path(opts.target_model), device, amp)
         lo, hi = shard(len(images), ctx.rank, ctx.world_size)
         target = _rank_file(output, ctx.rank) if ctx.enabled else output
@@ -303,5 +306,6 @@ def score_images(images: SourceImages, opts: ScoreOptions,
             ddp.barrier(ctx)
         return ScoreResult(output, len(images), seconds=seconds)
     finally:
+        held.close()
         if own:
             ddp.shutdown(ctx)

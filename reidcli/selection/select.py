@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -88,11 +89,23 @@ def select(scores: np.ndarray, keep: float | None = None,
     return Selection(order, len(scores), float(scores[order[-1]]))
 
 
+LIST_TITLE = "# reid cfs-filter: "
+
+
+def is_cfs_list(path: Path) -> bool:
+    """Whether `path` is a list written by `write_list` (which may be replaced)."""
+    try:
+        with path.open("rb") as f:
+            return f.read(len(LIST_TITLE)) == LIST_TITLE.encode()
+    except OSError:
+        return False
+
+
 def write_list(path: str | os.PathLike[str], paths: PathList, order: np.ndarray,
                header: Mapping[str, object]) -> None:
     """`paths[order]` one per line under `# key: value` header lines, atomically."""
     with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8", newline="\n") as f:
-        f.write("# reid cfs-filter: source images ranked by catastrophic forgetting score, "
+        f.write(f"{LIST_TITLE}source images ranked by catastrophic forgetting score, "
                 "best first\n")
         for key, value in header.items():
             f.write(f"# {key}: {value}\n")

@@ -6,7 +6,7 @@ valid recipe, which `--resume` reads back. Recipe keys are the field names below
 top level or inside any of the tables `[data]`, `[input]`, `[model]`, `[method]`,
 `[loss]`, `[optim]`, `[train]` (the table is only for people).
 
-Defaults are DINO as TransReID-SSL ran it on LUPerson (METHODS.md); settings whose
+Defaults are DINO as TransReID-SSL ran it on LUPerson (docs/methods.md); settings whose
 published value depends on the method (`out_dim`, `local_scale`) default to None and are
 filled in per method by `resolved()`.
 """

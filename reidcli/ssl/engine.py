@@ -34,7 +34,7 @@ from reidcli.errors import ReidError, TrainingError
 from reidcli.models import build_model, load_pretrained
 from reidcli.runtime import distributed as du
 from reidcli.runtime.device import amp_dtype, autocast, device_type, resolve_device
-from reidcli.runtime.rundir import RunDir
+from reidcli.runtime.rundir import RunDir, run_output
 from reidcli.runtime.tensorboard import metrics_sink, require_tensorboard
 from reidcli.ssl.augment import CropSpec, MultiCrop, PartCrop
 from reidcli.ssl.checkpoint import (
@@ -64,6 +64,7 @@ from reidcli.ssl.network import SSLNetwork, token_grid
 from reidcli.ssl.objective import Objective
 from reidcli.ssl.schedules import Schedules, build_schedules
 from reidcli.utils.faults import crash_point
+from reidcli.utils.outputs import claim_output, spec_path
 
 log = logging.getLogger(__name__)
 
@@ -230,6 +231,8 @@ class _Pretrainer:
     # -- set-up ----------------------------------------------------------------------------
     def start(self) -> int:
         """Prepare the run directory; the iteration to start from."""
+        if self.ctx.is_main:  # trainer.pt: student, teacher, two Adam moments; the export
+            self.run.check_space(sum(p.numel() for p in self.student_net.parameters()), 5)
         resuming = self.cfg.resume and self.run.has_checkpoint()
         if self.cfg.resume and not resuming:
             log.warning("%s: nothing of this run was committed (it stopped before its first "
@@ -437,13 +440,16 @@ def pretrain(cfg: PretrainConfig) -> PretrainResult:
     if cfg.resume:
         _check_resume(cfg)
     ctx = du.init_distributed(device_type(cfg.device))
+    out = run_output(cfg.output, "`reid pretrain` or `reid finetune`",
+                     [spec_path(cfg.data), cfg.subset, cfg.init])
     try:
         device = resolve_device(cfg.device, ctx.local_rank)
         if cfg.batch_size % ctx.world_size:
             raise ReidError(
                 f"batch size {cfg.batch_size} is not divisible by {ctx.world_size} processes"
             )
-        return _Pretrainer(cfg, ctx, device).fit()
+        with claim_output(out, lock=ctx.is_main):
+            return _Pretrainer(cfg, ctx, device).fit()
     finally:
         du.shutdown(ctx)
 

@@ -83,7 +83,8 @@ def build_schedules(
     patch_temp: float,
     warmup_patch_temp_epochs: int,
 ) -> Schedules:
-    """The schedules of METHODS.md: lr warm-up + cosine, wd cosine, momentum cosine to 1."""
+    """The schedules of docs/methods.md (DINO): lr warm-up + cosine, wd cosine, momentum
+    cosine to 1."""
     return Schedules(
         lr=cosine_schedule(lr, min_lr, epochs, iters_per_epoch, warmup_epochs),
         wd=cosine_schedule(weight_decay, weight_decay_end, epochs, iters_per_epoch),

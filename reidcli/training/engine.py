@@ -33,7 +33,7 @@ from reidcli.errors import CheckpointError, DatasetError, ReidError, TrainingErr
 from reidcli.models import save_model
 from reidcli.runtime import distributed as du
 from reidcli.runtime.device import amp_dtype, autocast, device_type, resolve_device
-from reidcli.runtime.rundir import RunDir
+from reidcli.runtime.rundir import RunDir, run_output
 from reidcli.runtime.tensorboard import metrics_sink, require_tensorboard
 from reidcli.training.config import (
     FinetuneConfig,
@@ -49,6 +49,7 @@ from reidcli.training.progress import TrainProgress, print_summary
 from reidcli.training.rng import capture_rng, restore_rng, seed_everything
 from reidcli.training.schedule import build_scheduler
 from reidcli.utils.faults import crash_point
+from reidcli.utils.outputs import claim_output, spec_path
 
 log = logging.getLogger(__name__)
 
@@ -239,6 +240,8 @@ class _Trainer:
             model.freeze_backbone()
             if not cfg.pretrained:
                 log.warning("--freeze-backbone without --pretrained trains on random features")
+        if self.main:  # weights + optimiser state in trainer.pt + the best weights
+            self.run.check_space(sum(p.numel() for p in model.parameters()), copies=4)
         if cfg.sync_bn:
             model = du.sync_batchnorm(model, ctx, self.device)
         self.model = model.to(self.device)
@@ -699,7 +702,10 @@ def finetune(cfg: FinetuneConfig, hooks: Hooks | None = None) -> RunResult:
     if cfg.unsupervised:
         from reidcli.training.cluster_contrast import ClusterContrastTrainer as trainer
     ctx = du.init_distributed(device_type(cfg.device))
+    out = run_output(cfg.output, "`reid finetune` or `reid pretrain`",
+                     [cfg.pretrained, spec_path(cfg.data)])
     try:
-        return trainer(cfg, ctx, hooks).run_training()
+        with claim_output(out, lock=ctx.is_main):
+            return trainer(cfg, ctx, hooks).run_training()
     finally:
         du.shutdown(ctx)

@@ -10,10 +10,35 @@ import socket
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
+from reidcli.utils.diskerrors import discard_h5, is_disk_full, write_failure
 from reidcli.utils.faults import crash_point
 
 log = logging.getLogger(__name__)
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where the system allows."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)  # elsewhere the only way to read it is to set it
+    os.umask(mask)
+    return mask
+
+
+def ensure_folder(folder: str | os.PathLike[str], option: str | None = None) -> None:
+    """Create `folder` (and its parents), as a one-line error if that is impossible."""
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        problem = write_failure(err, Path(folder) / ".", option=option)
+        if problem is None:
+            raise
+        raise problem from err
+
 
 # Temporary names carry the writer's host and process id, so that a later run can tell the
 # leftovers of a dead process (removed by `remove_orphans`) from a live writer's file.
@@ -84,25 +109,38 @@ def _clean_once(folder: Path, name: str) -> None:
 
 @contextlib.contextmanager
 def atomic_path(
-    path: str | os.PathLike[str], suffix: str | None = None, *, durable: bool = False
+    path: str | os.PathLike[str], suffix: str | None = None, *, durable: bool = False,
+    needed: int | None = None,
 ) -> Iterator[Path]:
     """Yield a temporary path in the same folder as `path`; rename it over `path` on success.
 
     The temporary file lives in the destination folder so the final `os.replace` is a
     same-filesystem rename (atomic on POSIX); its name carries host and process id, and the
     first write into a folder removes what dead writers left there (`remove_orphans`). On
-    any exception the temporary file is removed and `path` is left untouched.
-    `durable=True` also flushes the file to the disk before the rename and the folder after
-    it, so the rename is a commit that survives a power cut.
+    any exception the temporary file is removed and `path` is left untouched; a full disk or
+    a read-only folder becomes a one-line `OutputError` (`needed`, the expected size if
+    known, goes into its message). `durable=True` also flushes the file to the disk before
+    the rename and the folder after it, so the rename is a commit that survives a power cut.
+    The file gets the permissions of a plain `open()` under the current umask (mkstemp
+    would make it 0600 for good).
     """
     dest = Path(path)
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    ensure_folder(dest.parent)
     _clean_once(dest.parent, dest.name)
-    fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{dest.name}.{_host()}-{os.getpid()}.",
-        suffix=suffix if suffix is not None else ".tmp", dir=dest.parent,
-    )
-    os.close(fd)
+    try:
+        fd, tmp_name = tempfile.mkstemp(
+            prefix=f".{dest.name}.{_host()}-{os.getpid()}.",
+            suffix=suffix if suffix is not None else ".tmp", dir=dest.parent,
+        )
+    except OSError as err:
+        problem = write_failure(err, dest, needed)
+        if problem is None:
+            raise
+        raise problem from err
+    try:
+        os.fchmod(fd, 0o666 & ~current_umask())
+    finally:
+        os.close(fd)
     tmp = Path(tmp_name)
     try:
         crash_point("atomic.created", dest.name)
@@ -111,10 +149,13 @@ def atomic_path(
             fsync_path(tmp)
         crash_point("atomic.written", dest.name)
         os.replace(tmp, dest)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
-        raise
+        problem = write_failure(err, dest, needed) if isinstance(err, Exception) else None
+        if problem is None:
+            raise
+        raise problem from err
     if durable:
         fsync_path(dest.parent)
     crash_point("atomic.renamed", dest.name)
@@ -124,3 +165,76 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     """Write `text` to `path` atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+class _KeepWriteError:
+    """A file wrapper that remembers the OSError of a failed write: torch.save reports a full
+    disk only as "unexpected pos ..." and drops the reason."""
+
+    def __init__(self, file) -> None:  # noqa: ANN001 - any binary file object
+        self.file = file
+        self.error: OSError | None = None
+
+    def write(self, data) -> int:  # noqa: ANN001 - bytes-like
+        try:
+            return self.file.write(data)
+        except OSError as err:
+            self.error = err
+            raise
+
+    def flush(self) -> None:
+        self.file.flush()
+
+
+def atomic_torch_save(obj: object, path: str | os.PathLike[str]) -> None:
+    """`torch.save(obj, path)` atomically; a full disk is an `OutputError`, not a traceback."""
+    import torch
+
+    with atomic_path(path) as tmp, tmp.open("wb") as f:
+        writer = _KeepWriteError(f)
+        try:
+            torch.save(obj, writer)  # type: ignore[arg-type]
+        except RuntimeError as err:
+            if writer.error is not None:
+                raise writer.error from err
+            raise
+
+
+def open_h5_for_writing(path: str | os.PathLike[str], mode: str = "w") -> Any:
+    """`h5py.File(path, mode)` without a chunk cache, for every file reidcli writes.
+
+    With the cache, a chunk is written when its dataset handle is garbage-collected; on a
+    full disk that write fails inside a destructor, where it cannot be caught, and HDF5
+    later crashes the process. Without it every write happens in the call that asked for
+    it and fails there as an exception. Appends are no slower (docs/benchmarks.md, "HDF5
+    writes without the chunk cache").
+    """
+    import h5py
+
+    return h5py.File(path, mode, rdcc_nbytes=0)
+
+
+@contextlib.contextmanager
+def atomic_h5(path: str | os.PathLike[str], needed: int | None = None, *,
+              durable: bool = False) -> Iterator[Any]:
+    """A new HDF5 file (h5py, mode "w") that replaces `path` atomically when the block ends
+    (`durable`: as `atomic_path`).
+
+    A failed write (full disk) discards the file before HDF5 retries its cached writes at
+    close, which would otherwise crash the process (see `discard_h5`).
+    """
+    with atomic_path(path, suffix=".h5.tmp", needed=needed, durable=durable) as tmp:
+        f = open_h5_for_writing(tmp)
+        try:
+            yield f
+            # A failed flush leaves the file open and closable (see `discard_h5`); a close
+            # that fails to write leaves HDF5 unable to close it ever again.
+            f.flush()
+            f.close()
+        except BaseException as err:
+            if is_disk_full(err):
+                discard_h5(f, tmp)
+            else:
+                with contextlib.suppress(Exception):
+                    f.close()
+            raise

@@ -42,7 +42,7 @@ import numpy as np
 
 from reidcli.errors import ReidError
 from reidcli.utils.faults import crash_point
-from reidcli.utils.io import atomic_path, fsync_path, remove_orphans
+from reidcli.utils.io import atomic_h5, atomic_path, fsync_path, remove_orphans
 
 log = logging.getLogger(__name__)
 
@@ -262,7 +262,7 @@ class PartialH5Writer:
             return
         chunk = self.tmp / f"chunk-{self._next:06d}.h5"
         rows = self._pending_rows()
-        with atomic_path(chunk, durable=True) as t, h5py.File(t, "w") as f:
+        with atomic_h5(chunk, durable=True) as f:
             for table, cols in self._pending.items():
                 g = f.create_group(table)
                 g.attrs["start"] = self._committed.get(table, 0)
@@ -322,8 +322,7 @@ class PartialH5Writer:
 
     def _merge(self) -> None:
         self.checkpoint()
-        with atomic_path(self.path, suffix=".h5.tmp", durable=True) as t, \
-                h5py.File(t, "w") as out:
+        with atomic_h5(self.path, durable=True) as out:
             for key, value in self._final_attrs().items():
                 if value is not None:
                     out.attrs[key] = value

@@ -14,14 +14,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
+from PIL.PngImagePlugin import PngInfo
 
 from reidcli.errors import ReidError
 from reidcli.retrieval.distances import Metric
 from reidcli.utils.io import atomic_path
+from reidcli.utils.outputs import Output, claim_output
 from reidcli.visualize.draw import TileStyle, draw_ranklists
 from reidcli.visualize.ranking import RankedQuery, rank_queries, source_info
 
 log = logging.getLogger(__name__)
+
+SOFTWARE_KEY = "Software"
+SOFTWARE = "reidcli visualize"
 
 
 @dataclass
@@ -38,6 +43,8 @@ class RankOptions:
     query_split: str = "query"
     gallery_split: str = "gallery"
     style: TileStyle = field(default_factory=TileStyle)
+    overwrite: bool = False
+    """Replace an existing output that `reid visualize` did not draw."""
 
 
 @dataclass
@@ -95,11 +102,26 @@ class ImageLoader:
         return None
 
 
+def is_our_picture(path: Path) -> bool:
+    """Whether `path` is a PNG drawn by `render_ranklist` (tagged in its text chunk)."""
+    try:
+        with Image.open(path) as image:
+            return str(getattr(image, "text", {}).get(SOFTWARE_KEY, "")).startswith(SOFTWARE)
+    except (OSError, UnidentifiedImageError):
+        return False
+
+
 def render_ranklist(opts: RankOptions) -> RankResult:
     """Draw the ranked lists of the chosen queries into `opts.output` (PNG, atomic)."""
     source = Path(opts.source)
     if not source.is_file():
         raise ReidError(f"{source} does not exist (expected a feature bank or distance file)")
+    with claim_output(Output(opts.output, "`reid visualize`", ours=is_our_picture,
+                             inputs=[source], overwrite=opts.overwrite)):
+        return _render(source, opts)
+
+
+def _render(source: Path, opts: RankOptions) -> RankResult:
     n_queries, _ = source_info(source, opts.query_split)
     if isinstance(opts.queries, int):
         indices = list(range(min(opts.queries, n_queries)))
@@ -121,8 +143,10 @@ def render_ranklist(opts: RankOptions) -> RankResult:
         log.warning("%d of %d images could not be read and are drawn as grey tiles (first: %s)",
                     len(loader.missing), len(loader.missing) + loader.found, loader.missing[0])
     output = Path(opts.output)
+    tag = PngInfo()
+    tag.add_text(SOFTWARE_KEY, SOFTWARE)
     with atomic_path(output, suffix=".png") as tmp:
-        canvas.save(tmp, format="PNG")
+        canvas.save(tmp, format="PNG", pnginfo=tag)
     return RankResult(output, canvas.size, ranked, len(loader.missing))
 
 

@@ -22,6 +22,8 @@ from typing import Any
 
 from reidcli.data.synth.common import SynthError
 from reidcli.data.synth.world import RenderJob, World
+from reidcli.utils.diskerrors import write_failure
+from reidcli.utils.outputs import Output, claim_output
 
 Progress = Callable[[int, int], None]
 """Called as `progress(written, total)` after each image (serial) or batch (workers)."""
@@ -42,12 +44,19 @@ def staged_output(out: str | os.PathLike[str], overwrite: bool = False) -> Itera
     """Yield a fresh staging folder next to `out`; on success it replaces `out`."""
     dest = Path(out).absolute()
     _check_target(dest, overwrite)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    # Not tempfile.mkdtemp: its 0700 mode would survive the rename; mkdir honours the umask.
-    stage = dest.parent / f".{dest.name}.partial-{os.getpid()}-{secrets.token_hex(4)}"
-    stage.mkdir()
+    with claim_output(Output(dest, "`reid synth`", directory=True)):
+        # Not tempfile.mkdtemp: its 0700 mode would survive the rename; mkdir honours umask.
+        stage = dest.parent / f".{dest.name}.partial-{os.getpid()}-{secrets.token_hex(4)}"
+        stage.mkdir()
+        with _replacing(stage, dest):
+            yield stage
+
+
+@contextlib.contextmanager
+def _replacing(stage: Path, dest: Path) -> Iterator[None]:
+    """On success `stage` replaces `dest`; on failure it is removed."""
     try:
-        yield stage
+        yield
         if dest.exists():
             # Move the old folder aside first so a failing rename can never lose both.
             old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent))
@@ -56,9 +65,12 @@ def staged_output(out: str | os.PathLike[str], overwrite: bool = False) -> Itera
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(stage, dest)
-    except BaseException:
+    except BaseException as err:
         shutil.rmtree(stage, ignore_errors=True)
-        raise
+        problem = write_failure(err, dest, within=stage) if isinstance(err, Exception) else None
+        if problem is None:
+            raise
+        raise problem from err
 
 
 def write_metadata(root: Path, info: dict[str, Any]) -> None:
