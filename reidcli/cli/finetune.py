@@ -37,8 +37,9 @@ def _overrides(**options: Any) -> dict[str, Any]:
 
 def finetune(
     data: list[str] | None = typer.Option(
-        None, "--data", help="Dataset NAME or NAME:PATH (see `reid datasets`); repeat it to "
-        "train on several jointly (ids and cameras get one range per dataset).",
+        None, "--data", metavar="NAME[:PATH]", help="Dataset NAME or NAME:PATH (see `reid "
+        "datasets`); repeat it to train on several jointly (ids and cameras get one range "
+        "per dataset).",
         rich_help_panel=PANEL_DATA),
     data_balance: bool | None = typer.Option(
         None, "--data-balance/--no-data-balance", help="Joint training: every batch gives "
@@ -53,7 +54,8 @@ def finetune(
         "`folder`). KEY=VALUE applies to every --data; NAME.KEY=VALUE (or N.KEY=VALUE, the "
         "N-th --data) to one, and to an --eval-data of that name.", rich_help_panel=PANEL_DATA),
     eval_data: list[str] | None = typer.Option(
-        None, "--eval-data", help="Evaluate on this dataset's query/gallery; repeatable "
+        None, "--eval-data", metavar="NAME[:PATH]", help="Evaluate on this dataset's "
+        "query/gallery; repeatable "
         "(default: every --data with query/gallery). The first one's mAP selects best/.",
         rich_help_panel=PANEL_DATA),
     size: str | None = typer.Option(
