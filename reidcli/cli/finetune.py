@@ -36,19 +36,28 @@ def _overrides(**options: Any) -> dict[str, Any]:
 
 
 def finetune(
-    data: str | None = typer.Option(
-        None, "--data", help="Dataset NAME or NAME:PATH (see `reid datasets`).",
+    data: list[str] | None = typer.Option(
+        None, "--data", metavar="NAME[:PATH]", help="Dataset NAME or NAME:PATH (see `reid "
+        "datasets`); repeat it to train on several jointly (ids and cameras get one range "
+        "per dataset).",
         rich_help_panel=PANEL_DATA),
+    data_balance: bool | None = typer.Option(
+        None, "--data-balance/--no-data-balance", help="Joint training: every batch gives "
+        "each dataset an equal share of its identities (default: shares follow the image "
+        "counts).", rich_help_panel=PANEL_DATA),
     data_root: Path | None = typer.Option(
         None, "--data-root", help="Folder holding the datasets (default: $REID_DATA_ROOT).",
         rich_help_panel=PANEL_DATA),
     data_option: list[str] | None = typer.Option(
-        None, "--data-option", "-O", metavar="KEY=VALUE", help="Dataset option, repeatable "
-        "(e.g. -O 'pattern=id(?P<pid>\\d+)_cam(?P<cam>\\d+)' -O cam_base=0 for `folder`).",
+        None, "--data-option", "-O", metavar="[NAME.]KEY=VALUE", help="Dataset option, "
+        "repeatable (e.g. -O 'pattern=id(?P<pid>\\d+)_cam(?P<cam>\\d+)' -O cam_base=0 for "
+        "`folder`). KEY=VALUE applies to every --data; NAME.KEY=VALUE (or N.KEY=VALUE, the "
+        "N-th --data) to one, and to an --eval-data of that name.", rich_help_panel=PANEL_DATA),
+    eval_data: list[str] | None = typer.Option(
+        None, "--eval-data", metavar="NAME[:PATH]", help="Evaluate on this dataset's "
+        "query/gallery; repeatable "
+        "(default: every --data with query/gallery). The first one's mAP selects best/.",
         rich_help_panel=PANEL_DATA),
-    eval_data: str | None = typer.Option(
-        None, "--eval-data", help="Evaluate on this dataset's query/gallery instead of "
-        "--data's (e.g. when --data is an unlabelled image folder).", rich_help_panel=PANEL_DATA),
     size: str | None = typer.Option(
         None, "--size", help="Input size HxW (default: 256x128).", rich_help_panel=PANEL_DATA),
     workers: int | None = typer.Option(
@@ -219,10 +228,11 @@ def finetune(
     if output is None:
         raise typer.BadParameter("a run directory is required", param_hint="-o/--output")
     overrides = _overrides(
-        data=data,
+        data=tuple(data) if data else None,
+        data_balance=data_balance,
         data_root=str(data_root) if data_root is not None else None,
         data_options=tuple(data_option) if data_option else None,
-        eval_data=eval_data,
+        eval_data=tuple(eval_data) if eval_data else None,
         size=parse_size(size) if size is not None else None,
         workers=workers,
         backbone=backbone,
