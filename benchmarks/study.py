@@ -189,13 +189,13 @@ class Study:
 
     def finetune_cmd(self, name: str, seed: int, start: str | None,
                      data: tuple[str, ...] = ("market",), extra: list[str] | None = None,
-                     size: str | None = None) -> list[str]:
+                     size: str | None = None, epochs: int | None = None) -> list[str]:
         a = self.args
         size = size or a.size
         recipe = "finetune.toml" if size == a.size else "finetune128.toml"
         cmd = [REID, "finetune", "--recipe", recipe, *specs("--data", data),
                "--backbone", a.backbone, "--stem", a.stem, "--size", size,
-               "--epochs", str(a.ft_epochs),
+               "--epochs", str(epochs or a.ft_epochs),
                "--optimizer", "adamw", "--lr", str(a.ft_lr),
                "--warmup-epochs", str(min(2, a.ft_epochs)),
                "--batch", "16x4", "--drop-path", "0", "--workers", str(a.workers),
@@ -331,8 +331,17 @@ class Study:
         evals = specs("--eval-data", WORLDS)
         starts = {label: (None, [*specs("--data", data), *evals])
                   for label, data in TRANSFER.items()}
-        self.results["transfer"] = {"finetune": {world: self.finetune_all(
-            starts, "fttr", suffix=f" [market1501:{world}]", data=()) for world in WORLDS}}
+        # A+B's epochs hold both worlds' images: twice the steps of one world's. The same
+        # world alone for twice the epochs tells extra data from extra steps.
+        epochs = 2 * self.args.ft_epochs
+        longer = {f"{label}, {epochs} epochs": starts[label] for label in ("A", "B")}
+        rows: dict[str, dict[str, list[dict[str, float]]]] = {}
+        for world in WORLDS:
+            suffix = f" [market1501:{world}]"
+            rows[world] = self.finetune_all(starts, "fttr", suffix=suffix, data=())
+            rows[world] |= self.finetune_all(longer, "fttr", suffix=suffix, data=(),
+                                             epochs=epochs)
+        self.results["transfer"] = {"finetune": rows}
 
 
 
