@@ -20,7 +20,7 @@ Every step is a `reid` command (printed before it runs, copy-pasteable; run in -
 Fine-tunings run with several seeds (`--ft-seeds`); the report gives each seed, the mean and
 the standard deviation, and is written to OUT/study.md and OUT/results.json.
 
-    .venv/bin/python benchmarks/study.py                       # all parts, ~95 min on 2 CPU cores
+    .venv/bin/python benchmarks/study.py                       # all parts, ~115 min on 2 CPU cores
     .venv/bin/python benchmarks/study.py --parts sie-jpm,stride --ft-seeds 0,1
 
 Finished runs are reused when their command is the same, so an interrupted study restarts
