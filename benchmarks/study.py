@@ -15,7 +15,8 @@ Every step is a `reid` command (printed before it runs, copy-pasteable; run in -
 - rerank: k-reciprocal re-ranking, query expansion and database-side augmentation on top of
   the best fine-tuned model of the pretrain part.
 - transfer: direct transfer between two labelled synthetic worlds (other seed, palette and
-  camera styles): fine-tuned on A, on B and on A+B jointly, each run evaluated on both.
+  camera styles): fine-tuned on A, on B and on A+B jointly, each run evaluated on both;
+  also A and B alone for twice the epochs, the steps of A+B.
 
 Fine-tunings run with several seeds (`--ft-seeds`); the report gives each seed, the mean and
 the standard deviation, and is written to OUT/study.md and OUT/results.json.
