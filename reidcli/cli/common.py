@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import inspect
 import logging
+from collections.abc import Callable, Mapping
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any, TypeVar, get_type_hints
 
 import click
 import typer
@@ -15,6 +19,7 @@ from reidcli.errors import ReidError
 from reidcli.utils.logging import console
 
 log = logging.getLogger("reidcli")
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class CliState:
@@ -55,17 +60,57 @@ def parse_size(text: str) -> tuple[int, int]:
     return h, w
 
 
-def given(ctx: click.Context, names: dict[str, str] | None = None) -> dict[str, object]:
-    """The options typed on the command line (not defaults), by parameter name.
 
-    `names` renames parameters to the config fields they set. By name: typer ships its own
-    copy of click, whose ParameterSource is another enum.
+def given(**options: Any) -> dict[str, Any]:
+    """The options that were typed: every option of a recipe-backed command defaults to
+    None, so that only those override the recipe."""
+    return {k: v for k, v in options.items() if v is not None}
+
+
+def typed(ctx: click.Context, names: Mapping[str, str] | None = None) -> list[str]:
+    """Parameters typed on the command line (not left at their default), renamed by `names`.
+
+    By name: typer ships its own copy of click, whose ParameterSource is another enum.
     """
-    out: dict[str, object] = {}
-    for param, value in ctx.params.items():
-        if getattr(ctx.get_parameter_source(param), "name", None) == "COMMANDLINE":
-            out[(names or {}).get(param, param)] = value
-    return out
+    return [(names or {}).get(param, param) for param in ctx.params
+            if getattr(ctx.get_parameter_source(param), "name", None) == "COMMANDLINE"]
+
+
+def default_help(config: type, field: str, text: str) -> str:
+    """`text (default: X)` with X read from the config dataclass, not written twice."""
+    spec = {f.name: f for f in dataclasses.fields(config)}[field]
+    value = spec.default if spec.default is not dataclasses.MISSING else spec.default_factory()  # type: ignore[misc]
+    if isinstance(value, tuple) and len(value) == 2 and all(isinstance(v, int) for v in value):
+        value = f"{value[0]}x{value[1]}"
+    elif isinstance(value, bool):
+        value = "on" if value else "off"
+    return f"{text} (default: {value})."
+
+
+def option_group(target: str, build: Callable[..., Any],
+                 options: Mapping[str, tuple[Any, Any]]) -> Callable[[F], F]:
+    """Options several commands share, declared once: the decorated command gets them in its
+    signature (so typer parses and documents them) and receives `build(**values)` as its
+    parameter `target`. `options` maps a parameter name to (type, `typer.Option(...)`).
+    """
+    def decorate(fn: F) -> F:
+        hints = get_type_hints(fn, include_extras=True)
+        own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY,
+                         annotation=hints.get(p.name, p.annotation))
+               for p in inspect.signature(fn).parameters.values() if p.name != target]
+        added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=info,
+                                   annotation=kind) for name, (kind, info) in options.items()]
+
+        @functools.wraps(fn)
+        def command(**values: Any) -> Any:
+            group = {name: values.pop(name) for name in options}
+            return fn(**values, **{target: build(**group)})
+
+        params = [*own, *added]
+        command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+        command.__annotations__ = {p.name: p.annotation for p in params}
+        return command  # type: ignore[return-value]
+    return decorate
 
 
 def check_device(device: str) -> str:
@@ -78,8 +123,7 @@ def check_device(device: str) -> str:
         raise typer.BadParameter(str(err)) from None
 
 
-# Options that several commands declare: one declaration each (the default stays in the
-# signature, `name: Type = default`).
+# Single options that several commands declare (the default stays in each signature).
 class MetricName(StrEnum):
     cosine = "cosine"
     euclidean = "euclidean"
@@ -88,18 +132,6 @@ class MetricName(StrEnum):
 MetricOpt = Annotated[MetricName, typer.Option(
     "--metric", help="cosine: squared euclidean on L2-normalised features; euclidean: "
     "squared euclidean on raw features.")]
-K1Opt = Annotated[int, typer.Option("--k1", help="Re-ranking: k-reciprocal neighbourhood size.")]
-K2Opt = Annotated[int, typer.Option(
-    "--k2", help="Re-ranking: local query expansion size (1 = off).")]
-LambdaOpt = Annotated[float, typer.Option(
-    "--lambda", help="Re-ranking: weight of the original distance.")]
-QeOpt = Annotated[int, typer.Option("--qe", min=0, metavar="K",
-                                    help="Average query expansion, top K.")]
-DbaOpt = Annotated[int, typer.Option("--dba", min=0, metavar="K",
-                                     help="Database-side augmentation, top K.")]
 QuerySplitOpt = Annotated[str, typer.Option("--query-split", help="Bank split of the queries.")]
 GallerySplitOpt = Annotated[str, typer.Option("--gallery-split",
                                               help="Bank split of the gallery.")]
-ChunkMbOpt = Annotated[int, typer.Option("--chunk-mb", min=8,
-                                         help="Memory budget of one block of distances (MiB).")]
-DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]

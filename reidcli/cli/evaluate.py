@@ -8,22 +8,8 @@ from pathlib import Path
 
 import typer
 
-from reidcli.cli.common import (
-    ChunkMbOpt,
-    DbaOpt,
-    DeviceOpt,
-    GallerySplitOpt,
-    K1Opt,
-    K2Opt,
-    LambdaOpt,
-    MetricName,
-    MetricOpt,
-    QeOpt,
-    QuerySplitOpt,
-    check_device,
-    given,
-)
-from reidcli.errors import BankError
+from reidcli.cli.common import typed
+from reidcli.cli.retrieval_options import RetrievalArgs, retrieval_options
 from reidcli.retrieval.evaluate import EvalOptions, evaluate_path
 from reidcli.retrieval.pipeline import Retrieval
 from reidcli.retrieval.report import (
@@ -33,7 +19,6 @@ from reidcli.retrieval.report import (
     result_table,
     write_json,
 )
-from reidcli.retrieval.rerank import RerankParams
 from reidcli.utils.logging import console, stdout_console
 from reidcli.utils.outputs import claim_output
 
@@ -46,30 +31,20 @@ def _check_level(value: float | None) -> float | None:
     return value
 
 
-def retrieval_of(metric: MetricName, qe: int, dba: int, rerank: bool, k1: int, k2: int,
-                 lam: float) -> Retrieval:
-    """The retrieval settings typed on the command line."""
-    try:
-        params = RerankParams(k1, k2, lam) if rerank else None
-        return Retrieval(metric.value, dba=dba, qe=qe, rerank=params)  # type: ignore[arg-type]
-    except (ValueError, BankError) as err:
-        raise typer.BadParameter(str(err)) from None
-
-
 def warn_unused_rerank_options(ctx: typer.Context, rerank: bool) -> None:
     """--k1/--k2/--lambda typed without --rerank do nothing: say so rather than ignore them."""
-    typed = [f"--{flag}" for flag in given(ctx, {"lam": "lambda"}) if flag in ("k1", "k2",
-                                                                                "lambda")]
-    if typed and not rerank:
+    flags = [f"--{name}" for name in typed(ctx, {"lam": "lambda"})
+             if name in ("k1", "k2", "lambda")]
+    if flags and not rerank:
         log.warning("%s only apply with --rerank: ignored (add --rerank to re-rank)",
-                    ", ".join(typed))
+                    ", ".join(flags))
 
 
+@retrieval_options
 def evaluate(
     ctx: typer.Context,
     source: Path = typer.Argument(
         ..., help="Feature bank (.h5) or distance file written by `reid rerank`."),
-    metric: MetricOpt = MetricName.cosine,
     max_rank: int = typer.Option(50, "--max-rank", min=1, help="Length of the CMC curve."),
     json_out: str | None = typer.Option(None, "--json", metavar="PATH",
                                         help="Also write the results as JSON ('-' = stdout)."),
@@ -78,30 +53,23 @@ def evaluate(
                                     help="Bootstrap confidence level over queries, e.g. 0.95."),
     ci_samples: int = typer.Option(1000, "--ci-samples", min=10, help="Bootstrap resamples."),
     rerank: bool = typer.Option(False, "--rerank", help="Exact k-reciprocal re-ranking first."),
-    k1: K1Opt = 20,
-    k2: K2Opt = 6,
-    lam: LambdaOpt = 0.3,
-    qe: QeOpt = 0,
-    dba: DbaOpt = 0,
-    query_split: QuerySplitOpt = "query",
-    gallery_split: GallerySplitOpt = "gallery",
-    device: DeviceOpt = "auto",
-    chunk_mb: ChunkMbOpt = 128,
     overwrite: bool = typer.Option(False, "--overwrite",
                                    help="Let --json replace a file that does not hold "
                                         "evaluation results."),
+    args: RetrievalArgs | None = None,
 ) -> None:
     """Market-1501 protocol: mAP, mINP and CMC of a bank's query split against its gallery."""
     warn_unused_rerank_options(ctx, rerank)
-    retrieval = retrieval_of(metric, qe, dba, rerank, k1, k2, lam)
+    assert args is not None  # given by @retrieval_options
+    retrieval, device = args.retrieval(rerank), args.torch_device
     to_file = json_out is not None and json_out != "-"
     # Claimed before the work so that a bad --json fails at once, not after evaluating.
     with (claim_output(json_output(json_out, source, overwrite)) if to_file  # type: ignore[arg-type]
           else contextlib.nullcontext()):
-        _evaluate(source, retrieval, json_out, query_split=query_split,
-                  gallery_split=gallery_split, device=check_device(device),
+        _evaluate(source, retrieval, json_out, query_split=args.query_split,
+                  gallery_split=args.gallery_split, device=device,
                   options=EvalOptions(max_rank=max_rank, per_camera=per_camera, ci=ci,
-                                      ci_samples=ci_samples, budget=chunk_mb * 2**20))
+                                      ci_samples=ci_samples, budget=args.budget))
 
 
 def _evaluate(source: Path, retrieval: Retrieval, json_out: str | None, *, query_split: str,
