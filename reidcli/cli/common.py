@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import inspect
 import logging
@@ -76,11 +75,10 @@ def typed(ctx: click.Context, names: Mapping[str, str] | None = None) -> list[st
             if getattr(ctx.get_parameter_source(param), "name", None) == "COMMANDLINE"]
 
 
-def default_help(config: type, field: str, text: str) -> str:
-    """`text (default: X)` with X read from the config dataclass, not written twice."""
-    spec = {f.name: f for f in dataclasses.fields(config)}[field]
-    value = spec.default if spec.default is not dataclasses.MISSING else spec.default_factory()  # type: ignore[misc]
-    if isinstance(value, tuple) and len(value) == 2 and all(isinstance(v, int) for v in value):
+def default_help(defaults: Mapping[str, object], name: str, text: str) -> str:
+    """`text (default: X)`, X from the stage's defaults (HxW sizes, on/off switches)."""
+    value = defaults[name]
+    if isinstance(value, tuple) and len(value) == 2:
         value = f"{value[0]}x{value[1]}"
     elif isinstance(value, bool):
         value = "on" if value else "off"

@@ -7,16 +7,13 @@ the recipe (`--recipe`), which overrides the built-in defaults (TransReID ViT-B)
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import typer
 
-from reidcli.cli.common import parse_size, state
+from reidcli.cli.common import given, parse_size, state
+from reidcli.cli.run_options import PANEL_DATA, PANEL_OPTIM, PANEL_RUN, RunArgs, run_options
 
-PANEL_DATA = "Data"
 PANEL_MODEL = "Model"
-PANEL_OPTIM = "Optimisation"
-PANEL_RUN = "Run"
 PANEL_USL = "Unsupervised (cluster contrast)"
 
 
@@ -31,10 +28,11 @@ def parse_batch(text: str) -> tuple[int, int]:
     return p, k
 
 
-def _overrides(**options: Any) -> dict[str, Any]:
-    return {k: v for k, v in options.items() if v is not None}
+# The built-in defaults the help quotes (tests/test_cli_options.py: FinetuneConfig's).
+DEFAULTS: dict[str, object] = {"workers": 8, "seed": 1234, "device": "auto"}
 
 
+@run_options(DEFAULTS)
 def finetune(
     data: str | None = typer.Option(
         None, "--data", help="Dataset NAME or NAME:PATH (see `reid datasets`).",
@@ -51,9 +49,6 @@ def finetune(
         "--data's (e.g. when --data is an unlabelled image folder).", rich_help_panel=PANEL_DATA),
     size: str | None = typer.Option(
         None, "--size", help="Input size HxW (default: 256x128).", rich_help_panel=PANEL_DATA),
-    workers: int | None = typer.Option(
-        None, "--workers", help="DataLoader worker processes (default: 8).",
-        rich_help_panel=PANEL_DATA),
     backbone: str | None = typer.Option(
         None, "--backbone", help="ViT: vit-b, vit-s, vit-t, deit-s, deit-b; DINOv2: "
         "dinov2-s/b/l/g (+ -reg for 4 registers); SOLIDER Swin: swin-t/s/b; BoT: resnet50; "
@@ -144,14 +139,9 @@ def finetune(
     soft_margin: bool = typer.Option(
         False, "--soft-margin", help="Soft-margin triplet loss (the default of every "
         "published recipe); overrides a recipe's margin.", rich_help_panel=PANEL_OPTIM),
-    amp: str | None = typer.Option(
-        None, "--amp", help="Mixed precision: auto, bf16, fp16 or off (default: auto = fp16 "
-        "on CUDA, off on CPU).", rich_help_panel=PANEL_OPTIM),
     sync_bn: bool | None = typer.Option(
         None, "--sync-bn/--no-sync-bn", help="Under DDP on GPUs, BatchNorm layers use the "
         "global batch's statistics (SyncBatchNorm; CUDA only).", rich_help_panel=PANEL_OPTIM),
-    seed: int | None = typer.Option(
-        None, "--seed", help="Random seed (default: 1234).", rich_help_panel=PANEL_OPTIM),
     unsupervised: bool | None = typer.Option(
         None, "--unsupervised/--supervised", help="Cluster contrast on the train split without "
         "reading its labels: USL from a self-supervised model, UDA from a model fine-tuned "
@@ -177,14 +167,6 @@ def finetune(
     iters: int | None = typer.Option(
         None, "--iters", help="Optimiser steps per epoch (default: 200).",
         rich_help_panel=PANEL_USL),
-    recipe: Path | None = typer.Option(
-        None, "--recipe", help="TOML recipe (see recipes/); options given here override it.",
-        rich_help_panel=PANEL_RUN),
-    output: Path | None = typer.Option(
-        None, "-o", "--output", help="Run directory (created).", rich_help_panel=PANEL_RUN),
-    resume: bool = typer.Option(
-        False, "--resume", help="Continue the run in -o from its last finished epoch.",
-        rich_help_panel=PANEL_RUN),
     eval_every: int | None = typer.Option(
         None, "--eval-every", help="Evaluate on query/gallery every N epochs (default: 0 = "
         "after the last epoch only).", rich_help_panel=PANEL_RUN),
@@ -195,13 +177,7 @@ def finetune(
     eval_batch_size: int | None = typer.Option(
         None, "--eval-batch-size", help="Batch size of evaluation (default: 256).",
         rich_help_panel=PANEL_RUN),
-    device: str | None = typer.Option(
-        None, "--device", help="auto, cpu, cuda or cuda:N (default: auto).",
-        rich_help_panel=PANEL_RUN),
-    tensorboard: bool | None = typer.Option(
-        None, "--tensorboard/--no-tensorboard", help="Also write the per-epoch metrics to "
-        "RUN_DIR/tb for TensorBoard (pip install 'reidcli[tensorboard]').",
-        rich_help_panel=PANEL_RUN),
+    run: RunArgs | None = None,
 ) -> None:
     """Supervised fine-tuning (ID + triplet loss; TransReID SIE/JPM for ViTs; DINOv2, SOLIDER
     Swin, ResNet BoT) into a run directory; with --unsupervised, cluster contrast on
@@ -212,19 +188,17 @@ def finetune(
     if margin is not None and soft_margin:
         raise typer.BadParameter("give either --margin or --soft-margin", param_hint="--margin")
     p_k = parse_batch(batch) if batch is not None else (None, None)
-    for given, from_batch, name in ((ids_per_batch, p_k[0], "--ids-per-batch"),
+    for typed, from_batch, name in ((ids_per_batch, p_k[0], "--ids-per-batch"),
                                     (images_per_id, p_k[1], "--images-per-id")):
-        if given is not None and from_batch is not None and given != from_batch:
-            raise typer.BadParameter(f"{name} {given} contradicts --batch {batch}")
-    if output is None:
-        raise typer.BadParameter("a run directory is required", param_hint="-o/--output")
-    overrides = _overrides(
+        if typed is not None and from_batch is not None and typed != from_batch:
+            raise typer.BadParameter(f"{name} {typed} contradicts --batch {batch}")
+    assert run is not None  # given by @run_options
+    overrides = run.overrides() | given(
         data=data,
         data_root=str(data_root) if data_root is not None else None,
         data_options=tuple(data_option) if data_option else None,
         eval_data=eval_data,
         size=parse_size(size) if size is not None else None,
-        workers=workers,
         backbone=backbone,
         stride=stride,
         stem=stem,
@@ -254,14 +228,10 @@ def finetune(
         label_smoothing=label_smoothing,
         margin=margin,
         soft_margin=True if soft_margin else (False if margin is not None else None),
-        amp=amp,
         sync_bn=sync_bn,
-        seed=seed,
         eval_every=eval_every,
         allow_no_eval=allow_no_eval,
         eval_batch_size=eval_batch_size,
-        device=device,
-        tensorboard=tensorboard,
         unsupervised=unsupervised,
         eps=eps,
         min_samples=min_samples,
@@ -273,13 +243,4 @@ def finetune(
         iters=iters,
     )
     overrides["progress"] = not state.quiet
-    if resume:
-        if recipe is not None:
-            raise typer.BadParameter(
-                "--resume continues with the run's own config.toml; drop --recipe",
-                param_hint="--recipe",
-            )
-        cfg = resume_config(output, overrides)
-    else:
-        cfg = resolve_config(recipe, {**overrides, "output": str(output)})
-    run_finetune(cfg)
+    run_finetune(run.config(resolve_config, resume_config, overrides))

@@ -7,23 +7,21 @@ the recipe (`--recipe`), which overrides the built-in defaults (DINO as TransReI
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import typer
 
-from reidcli.cli.common import parse_size, state
+from reidcli.cli.common import given, parse_size, state
+from reidcli.cli.run_options import PANEL_DATA, PANEL_OPTIM, PANEL_RUN, RunArgs, run_options
 
-PANEL_DATA = "Data"
 PANEL_METHOD = "Method"
 PANEL_MODEL = "Model"
-PANEL_OPTIM = "Optimisation"
-PANEL_RUN = "Run"
 
 
-def _given(**options: Any) -> dict[str, Any]:
-    return {k: v for k, v in options.items() if v is not None}
+# The built-in defaults the help quotes (tests/test_cli_options.py: PretrainConfig's).
+DEFAULTS: dict[str, object] = {"workers": 8, "seed": 0, "device": "auto"}
 
 
+@run_options(DEFAULTS)
 def pretrain(
     method: str | None = typer.Option(
         None, "--method", help="dino, dino-mim (PersonViT/iBOT) or pass (default: dino).",
@@ -53,9 +51,6 @@ def pretrain(
     person_crops: bool | None = typer.Option(
         None, "--person-crops/--square-crops", help="Crop aspect (w/h) 0.4-0.6, person-shaped "
         "(SOLIDER), instead of DINO's 3/4-4/3.", rich_help_panel=PANEL_DATA),
-    workers: int | None = typer.Option(
-        None, "--workers", help="DataLoader worker processes (default: 8).",
-        rich_help_panel=PANEL_DATA),
     lambda_cls: float | None = typer.Option(
         None, "--lambda-cls", help="dino-mim: weight of the [CLS] loss (default: 1.0).",
         rich_help_panel=PANEL_METHOD),
@@ -114,19 +109,6 @@ def pretrain(
     momentum_teacher: float | None = typer.Option(
         None, "--momentum-teacher", help="Initial teacher EMA momentum, cosine to 1 "
         "(default: 0.996).", rich_help_panel=PANEL_OPTIM),
-    amp: str | None = typer.Option(
-        None, "--amp", help="Mixed precision: auto, bf16, fp16 or off (default: auto = fp16 "
-        "on CUDA, off on CPU).", rich_help_panel=PANEL_OPTIM),
-    seed: int | None = typer.Option(
-        None, "--seed", help="Random seed (default: 0).", rich_help_panel=PANEL_OPTIM),
-    recipe: Path | None = typer.Option(
-        None, "--recipe", help="TOML recipe (see recipes/pretrain_*.toml); options given "
-        "here override it.", rich_help_panel=PANEL_RUN),
-    output: Path | None = typer.Option(
-        None, "-o", "--output", help="Run directory (created).", rich_help_panel=PANEL_RUN),
-    resume: bool = typer.Option(
-        False, "--resume", help="Continue the run in -o from its trainer.pt.",
-        rich_help_panel=PANEL_RUN),
     export_every: int | None = typer.Option(
         None, "--export-every", help="Export the teacher every N epochs (default: 1).",
         rich_help_panel=PANEL_RUN),
@@ -136,22 +118,15 @@ def pretrain(
     max_iters: int | None = typer.Option(
         None, "--max-iters", help="Stop after N iterations of the schedule (resumable).",
         rich_help_panel=PANEL_RUN),
-    device: str | None = typer.Option(
-        None, "--device", help="auto, cpu, cuda or cuda:N (default: auto).",
-        rich_help_panel=PANEL_RUN),
-    tensorboard: bool | None = typer.Option(
-        None, "--tensorboard/--no-tensorboard", help="Also write the per-epoch metrics to "
-        "RUN_DIR/tb for TensorBoard (pip install 'reidcli[tensorboard]').",
-        rich_help_panel=PANEL_RUN),
+    run: RunArgs | None = None,
 ) -> None:
     """Self-supervised pre-training of a ViT on unlabelled person images (DINO, DINO+MIM,
     PASS); the teacher is exported as model.safetensors for `reid finetune --pretrained`."""
     from reidcli.ssl import pretrain as run_pretrain
     from reidcli.ssl.config import resolve_config, resume_config
 
-    if output is None:
-        raise typer.BadParameter("a run directory is required", param_hint="-o/--output")
-    overrides = _given(
+    assert run is not None  # given by @run_options
+    overrides = run.overrides() | given(
         method=method,
         data=data,
         data_root=str(data_root) if data_root is not None else None,
@@ -162,7 +137,6 @@ def pretrain(
         local_crops=local_crops,
         crop_aspect=None if person_crops is None else
         ((0.4, 0.6) if person_crops else (3 / 4, 4 / 3)),
-        workers=workers,
         lambda_cls=lambda_cls,
         lambda_mim=lambda_mim,
         parts=parts,
@@ -182,22 +156,9 @@ def pretrain(
         min_lr=min_lr,
         warmup_epochs=warmup_epochs,
         momentum_teacher=momentum_teacher,
-        amp=amp,
-        seed=seed,
         export_every=export_every,
         checkpoint_every=checkpoint_every,
         max_iters=max_iters,
-        device=device,
-        tensorboard=tensorboard,
     )
-    overrides |= {"progress": not state.quiet, "output": str(output), "resume": resume}
-    if resume:
-        if recipe is not None:
-            raise typer.BadParameter(
-                "--resume continues with the run's own config.toml; drop --recipe",
-                param_hint="--recipe",
-            )
-        cfg = resume_config(output, overrides)
-    else:
-        cfg = resolve_config(recipe, overrides)
-    run_pretrain(cfg)
+    overrides |= {"progress": not state.quiet, "output": str(run.output), "resume": run.resume}
+    run_pretrain(run.config(resolve_config, resume_config, overrides))
