@@ -34,6 +34,7 @@ from reidcli.retrieval.distances import (
 from reidcli.retrieval.distfile import DistanceFile, Labels, is_distance_file, read_distances
 from reidcli.retrieval.expansion import expand
 from reidcli.retrieval.rerank import RerankParams, rerank_blocks
+from reidcli.utils.closing import Closing
 
 # Bytes per query x gallery entry that one block may need at worst downstream (evaluation's
 # distance, candidate mask and, when every item is a candidate, its row/column indices, key
@@ -148,15 +149,7 @@ class Source(Protocol):
     def __exit__(self, *exc: object) -> None: ...
 
 
-class _Closing:
-    def __enter__(self):  # noqa: ANN204 - returns the subclass
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()  # type: ignore[attr-defined]
-
-
-class FileSource(_Closing):
+class FileSource(Closing):
     """A distance file: rows are read, never recomputed."""
 
     def __init__(self, df: DistanceFile) -> None:
@@ -180,7 +173,7 @@ class FileSource(_Closing):
         self.file.close()
 
 
-class FeatureSource(_Closing):
+class FeatureSource(Closing):
     """Query and gallery features in memory (read from a bank, or given): rows are computed."""
 
     def __init__(self, query_feats: np.ndarray | torch.Tensor,
