@@ -161,3 +161,22 @@ def test_verifies_on_real_images(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(ReidError):
         export_onnx(ExportOptions(run, tmp_path / "e.onnx", images=tmp_path / "empty"))
+
+
+def test_export_never_replaces_its_input_or_a_foreign_file(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "run", "vit-parts")
+    weights = run / "model.safetensors"
+    before = weights.read_bytes()
+    with pytest.raises(ReidError, match="input"):
+        export_onnx(ExportOptions(run, weights))
+    assert weights.read_bytes() == before
+    foreign = tmp_path / "notes.onnx"
+    foreign.write_text("mine")
+    with pytest.raises(ReidError, match="--overwrite"):
+        export_onnx(ExportOptions(run, foreign))
+    assert foreign.read_text() == "mine"
+    export_onnx(ExportOptions(run, foreign, overwrite=True))
+    assert sidecar_path(foreign).is_file()
+    # A graph reid export wrote (it has its sidecar) is replaced without being told.
+    export_onnx(ExportOptions(run, foreign, flip=True))
+    assert read_spec(foreign).flip

@@ -48,6 +48,8 @@ def export(
                                      help="Images run through both models at verification."),
     device: str = typer.Option("cpu", "--device", help="onnxruntime device for verification: "
                                "cpu, cuda or auto."),
+    overwrite: bool = typer.Option(False, "--overwrite",
+                                   help="Replace an existing file that reid export did not write."),
 ) -> None:
     """Export the model as `reid extract` runs it to ONNX, verified with onnxruntime.
 
@@ -59,7 +61,8 @@ def export(
     result = export_onnx(ExportOptions(
         checkpoint=checkpoint, output=output, flip=flip, fp16=fp16, atol=atol,
         input_dtype=input_type.value, layout=layout.value, normalize=normalize, data=data,
-        data_root=data_root, images=images, verify_batch=verify_batch, device=device))
+        data_root=data_root, images=images, verify_batch=verify_batch, device=device,
+        overwrite=overwrite))
     if state.quiet:
         return
     spec, check = result.spec, result.verification

@@ -36,6 +36,7 @@ from reidcli.inference.graph import (
 )
 from reidcli.inference.onnx_model import SPEC_KEY, providers_for, require, session, sidecar_path
 from reidcli.utils.io import atomic_path, atomic_write_text
+from reidcli.utils.outputs import Output, claim_output
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,8 @@ class ExportOptions:
     verify_batch: int = 8
     device: str = "cpu"
     """Where the graph is verified: cpu, cuda (fp16 needs a CUDA provider) or auto."""
+    overwrite: bool = False
+    """Replace an existing file that `reid export` did not write (one without a sidecar)."""
 
 
 @dataclass
@@ -206,7 +209,7 @@ def export_onnx(opts: ExportOptions) -> ExportResult:
     require("onnxruntime")
     from reidcli.models.checkpoint import load_model
     from reidcli.runtime.files import file_sha256
-    from reidcli.runtime.rundir import WEIGHTS_NAME
+    from reidcli.runtime.rundir import CONFIG_NAME, WEIGHTS_NAME
 
     if opts.verify_batch < 1:
         raise ReidError("the verification batch must hold at least one image")
@@ -229,7 +232,10 @@ def export_onnx(opts: ExportOptions) -> ExportResult:
     axes = {IMAGES: {0: "batch"}, FEATURES: {0: "batch"},
             **{n: {0: "ids"} for n in spec.id_inputs}}
     output = Path(opts.output)
-    with atomic_path(output, suffix=".onnx.tmp") as tmp:
+    ckpt = Path(opts.checkpoint)
+    claim = Output(output, "`reid export`", ours=lambda p: sidecar_path(p).is_file(),
+                   inputs=[ckpt / WEIGHTS_NAME, ckpt / CONFIG_NAME], overwrite=opts.overwrite)
+    with claim_output(claim), atomic_path(output, suffix=".onnx.tmp") as tmp:
         with _exact_roll(), warnings.catch_warnings(), torch.no_grad():
             # Tracer warnings about Python ints from shapes concern the static image size.
             warnings.simplefilter("ignore")
@@ -246,7 +252,7 @@ def export_onnx(opts: ExportOptions) -> ExportResult:
         spec.verification = check.to_dict()
         _set_spec(proto, spec)
         require("onnx").save(proto, str(tmp))
-    atomic_write_text(sidecar_path(output), spec.to_json())
+        atomic_write_text(sidecar_path(output), spec.to_json())
     log.debug("exported %s (%s, %d-d)", output, spec.model, spec.feature_dim)
     return ExportResult(output, sidecar_path(output), spec, check)
 
