@@ -77,13 +77,15 @@ def test_run_options_reach_the_config(command, module, seed, monkeypatch, tmp_pa
     got = []
     monkeypatch.setattr(importlib.import_module(module), command, got.append)
     out = tmp_path / "run"
-    r = runner.invoke(app, [command, "-o", str(out), "--workers", "0", "--device", "cpu"])
+    r = runner.invoke(app, [command, "-o", str(out), "--workers", "0", "--device", "cpu",
+                            "--drop-path", "0.25"])
     assert r.exit_code == 0, r.output
     cfg = got[0]
     assert (cfg.workers, cfg.device, cfg.seed, cfg.amp) == (0, "cpu", seed, "auto")
+    assert (cfg.drop_path, cfg.stem) == (0.25, "patch")
     assert Path(cfg.output).name == "run"
     shown = runner.invoke(app, [command, "--help"]).output
-    assert f"(default: {seed})" in shown
+    assert f"(default: {seed})" in shown and "(default: patch)" in shown
     no_dir = runner.invoke(app, [command, "--seed", "1"])
     assert no_dir.exit_code == 2 and "run directory" in no_dir.output
     both = runner.invoke(app, [command, "-o", str(out), "--resume", "--recipe", "x.toml"])

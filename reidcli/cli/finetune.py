@@ -11,9 +11,15 @@ from pathlib import Path
 import typer
 
 from reidcli.cli.common import given, parse_size, state
-from reidcli.cli.run_options import PANEL_DATA, PANEL_OPTIM, PANEL_RUN, RunArgs, run_options
+from reidcli.cli.run_options import (
+    PANEL_DATA,
+    PANEL_MODEL,
+    PANEL_OPTIM,
+    PANEL_RUN,
+    RunArgs,
+    run_options,
+)
 
-PANEL_MODEL = "Model"
 PANEL_USL = "Unsupervised (cluster contrast)"
 
 
@@ -29,7 +35,8 @@ def parse_batch(text: str) -> tuple[int, int]:
 
 
 # The built-in defaults the help quotes (tests/test_cli_options.py: FinetuneConfig's).
-DEFAULTS: dict[str, object] = {"workers": 8, "seed": 1234, "device": "auto"}
+DEFAULTS: dict[str, object] = {"stem": "patch", "drop_path": 0.1, "workers": 8, "seed": 1234,
+                               "device": "auto"}
 
 
 @run_options(DEFAULTS)
@@ -57,9 +64,6 @@ def finetune(
     stride: int | None = typer.Option(
         None, "--stride", help="Patch-embedding stride of ViT backbones: 16, 12 or 11 "
         "(default: the patch size, 16; DINOv2 14).", rich_help_panel=PANEL_MODEL),
-    stem: str | None = typer.Option(
-        None, "--stem", help="patch or ics (TransReID-SSL's conv stem) (default: patch).",
-        rich_help_panel=PANEL_MODEL),
     sie: bool | None = typer.Option(
         None, "--sie/--no-sie", help="Side information embedding of the camera.",
         rich_help_panel=PANEL_MODEL),
@@ -90,9 +94,6 @@ def finetune(
     part_tokens: int | None = typer.Option(
         None, "--part-tokens", help="PASS part tokens (3 for PASS checkpoints) (default: 0).",
         rich_help_panel=PANEL_MODEL),
-    drop_path: float | None = typer.Option(
-        None, "--drop-path", help="Stochastic depth rate (default: 0.1).",
-        rich_help_panel=PANEL_MODEL),
     semantic_weight: float | None = typer.Option(
         None, "--semantic-weight", help="SOLIDER's semantic weight lambda in [0, 1] (Swin "
         "backbones) (default: 0.2).", rich_help_panel=PANEL_MODEL),
@@ -104,9 +105,6 @@ def finetune(
         None, "--pretrained", help="Initial weights: a checkpoint file (timm/ImageNet, DINO, "
         "iBOT, PASS, DINOv2 (timm or Meta), SOLIDER, torchvision ResNet, a reid run) or `timm`.",
         rich_help_panel=PANEL_MODEL),
-    allow_partial: bool | None = typer.Option(
-        None, "--allow-partial/--no-allow-partial",
-        help="Accept checkpoints whose shapes do not all fit.", rich_help_panel=PANEL_MODEL),
     epochs: int | None = typer.Option(
         None, "--epochs", help="Training epochs (default: 120).", rich_help_panel=PANEL_OPTIM),
     lr: float | None = typer.Option(
@@ -201,7 +199,6 @@ def finetune(
         size=parse_size(size) if size is not None else None,
         backbone=backbone,
         stride=stride,
-        stem=stem,
         sie=sie,
         sie_view=sie_view,
         sie_coef=sie_coef,
@@ -212,11 +209,9 @@ def finetune(
         jpm_exact_shift=jpm_exact_shift,
         neck_feat=neck_feat,
         part_tokens=part_tokens,
-        drop_path=drop_path,
         semantic_weight=semantic_weight,
         freeze_backbone=freeze_backbone,
         pretrained=pretrained,
-        allow_partial=allow_partial,
         epochs=epochs,
         lr=lr,
         ids_per_batch=ids_per_batch if ids_per_batch is not None else p_k[0],

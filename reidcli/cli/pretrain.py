@@ -11,14 +11,21 @@ from pathlib import Path
 import typer
 
 from reidcli.cli.common import given, parse_size, state
-from reidcli.cli.run_options import PANEL_DATA, PANEL_OPTIM, PANEL_RUN, RunArgs, run_options
+from reidcli.cli.run_options import (
+    PANEL_DATA,
+    PANEL_MODEL,
+    PANEL_OPTIM,
+    PANEL_RUN,
+    RunArgs,
+    run_options,
+)
 
 PANEL_METHOD = "Method"
-PANEL_MODEL = "Model"
 
 
 # The built-in defaults the help quotes (tests/test_cli_options.py: PretrainConfig's).
-DEFAULTS: dict[str, object] = {"workers": 8, "seed": 0, "device": "auto"}
+DEFAULTS: dict[str, object] = {"stem": "patch", "drop_path": 0.1, "workers": 8, "seed": 0,
+                               "device": "auto"}
 
 
 @run_options(DEFAULTS)
@@ -73,22 +80,12 @@ def pretrain(
         None, "--backbone", help="ViT-family backbones only: vit-s, vit-b, vit-t, deit-s, "
         "deit-b, dinov2-s/b/l/g (not -reg with pass), vit-small-demo, vit-tiny-test (default: "
         "vit-s). Swin and ResNet cannot be pre-trained here.", rich_help_panel=PANEL_MODEL),
-    stem: str | None = typer.Option(
-        None, "--stem", help="patch or ics (TransReID-SSL's conv stem) (default: patch).",
-        rich_help_panel=PANEL_MODEL),
     stride: int | None = typer.Option(
         None, "--stride", help="Patch-embedding stride (default: the patch size, 16; DINOv2 14).",
         rich_help_panel=PANEL_MODEL),
     init: str | None = typer.Option(
         None, "--init", help="Start from these weights (ImageNet/timm file, DINO/iBOT/PASS "
         "checkpoint, a reid run directory).", rich_help_panel=PANEL_MODEL),
-    allow_partial: bool | None = typer.Option(
-        None, "--allow-partial/--no-allow-partial",
-        help="Accept --init checkpoints whose shapes do not all fit.",
-        rich_help_panel=PANEL_MODEL),
-    drop_path: float | None = typer.Option(
-        None, "--drop-path", help="Student stochastic depth (default: 0.1).",
-        rich_help_panel=PANEL_MODEL),
     out_dim: int | None = typer.Option(
         None, "--out-dim", help="Head prototypes K (default: 65536; 8192 for dino-mim).",
         rich_help_panel=PANEL_MODEL),
@@ -144,11 +141,8 @@ def pretrain(
         teacher_temp=teacher_temp,
         warmup_teacher_temp_epochs=warmup_teacher_temp_epochs,
         backbone=backbone,
-        stem=stem,
         stride=stride,
         init=init,
-        allow_partial=allow_partial,
-        drop_path=drop_path,
         out_dim=out_dim,
         epochs=epochs,
         batch_size=batch_size,

@@ -1,4 +1,4 @@
-"""The run options of `reid pretrain` and `reid finetune`, declared once.
+"""The options `reid pretrain` and `reid finetune` share (run, device, model), declared once.
 
 Both commands default every option to None so that only typed ones override the recipe;
 their help shows the stage's defaults, passed in because importing the config dataclasses
@@ -9,7 +9,7 @@ tests/test_cli_options.py checks them against the dataclasses.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -18,14 +18,20 @@ import typer
 from reidcli.cli.common import default_help, given, option_group
 
 PANEL_DATA = "Data"
+PANEL_MODEL = "Model"
 PANEL_OPTIM = "Optimisation"
 PANEL_RUN = "Run"
 
 C = TypeVar("C")
+# Options that steer how the config is made rather than setting one of its fields.
+_NOT_FIELDS = ("recipe", "output", "resume")
 
 
 @dataclass(frozen=True)
 class RunArgs:
+    stem: str | None
+    drop_path: float | None
+    allow_partial: bool | None
     workers: int | None
     amp: str | None
     seed: int | None
@@ -36,8 +42,9 @@ class RunArgs:
     resume: bool
 
     def overrides(self) -> dict[str, Any]:
-        return given(workers=self.workers, amp=self.amp, seed=self.seed, device=self.device,
-                     tensorboard=self.tensorboard)
+        """The typed options that set config fields of the same name."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        return given(**{k: v for k, v in values.items() if k not in _NOT_FIELDS})
 
     def config(self, resolve: Callable[[Path | None, dict[str, Any]], C],
                resume: Callable[[Path, dict[str, Any]], C], overrides: dict[str, Any]) -> C:
@@ -55,8 +62,18 @@ class RunArgs:
 
 
 def run_options(defaults: Mapping[str, object]) -> Callable[[Any], Any]:
-    """The shared options, documented with the stage's `defaults` (workers, seed, device)."""
+    """The shared options, documented with the stage's `defaults` (stem, drop_path, workers,
+    seed, device)."""
     return option_group("run", RunArgs, {
+        "stem": (str | None, typer.Option(
+            None, "--stem", help=default_help(defaults, "stem", "patch or ics (TransReID-SSL's "
+                                              "conv stem)"), rich_help_panel=PANEL_MODEL)),
+        "drop_path": (float | None, typer.Option(
+            None, "--drop-path", help=default_help(defaults, "drop_path", "Stochastic depth "
+                                                   "rate"), rich_help_panel=PANEL_MODEL)),
+        "allow_partial": (bool | None, typer.Option(
+            None, "--allow-partial/--no-allow-partial", help="Accept initial weights whose "
+            "shapes do not all fit.", rich_help_panel=PANEL_MODEL)),
         "workers": (int | None, typer.Option(
             None, "--workers", help=default_help(defaults, "workers", "DataLoader worker "
                                                    "processes"), rich_help_panel=PANEL_DATA)),
