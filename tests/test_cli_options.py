@@ -84,6 +84,7 @@ def test_run_options_reach_the_config(command, module, seed, monkeypatch, tmp_pa
     assert (cfg.workers, cfg.device, cfg.seed, cfg.amp) == (0, "cpu", seed, "auto")
     assert (cfg.drop_path, cfg.stem) == (0.25, "patch")
     assert Path(cfg.output).name == "run"
+    monkeypatch.setenv("COLUMNS", "250")  # one line per option
     shown = runner.invoke(app, [command, "--help"]).output
     assert f"(default: {seed})" in shown and "(default: patch)" in shown
     no_dir = runner.invoke(app, [command, "--seed", "1"])
