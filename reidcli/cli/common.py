@@ -133,3 +133,22 @@ MetricOpt = Annotated[MetricName, typer.Option(
 QuerySplitOpt = Annotated[str, typer.Option("--query-split", help="Bank split of the queries.")]
 GallerySplitOpt = Annotated[str, typer.Option("--gallery-split",
                                               help="Bank split of the gallery.")]
+
+
+# Declarations of the options most commands take; the default stays in each signature
+# (`device: Annotated[str, device_option()] = "auto"`), the panel and help may differ.
+def device_option(panel: str | None = None, help: str = "auto, cpu, cuda or cuda:N.") -> Any:
+    return typer.Option("--device", help=help, rich_help_panel=panel)
+
+
+def amp_option(panel: str | None = None) -> Any:
+    return typer.Option("--amp", help="auto|bf16|fp16|off (auto: fp16 on CUDA, off on CPU).",
+                        rich_help_panel=panel)
+
+
+def workers_option(panel: str | None = None, help: str = "DataLoader workers.") -> Any:
+    return typer.Option("--workers", "-j", min=0, help=help, rich_help_panel=panel)
+
+
+def batch_size_option(panel: str | None = None, help: str | None = None) -> Any:
+    return typer.Option("--batch-size", "-b", min=1, help=help, rich_help_panel=panel)
