@@ -91,3 +91,27 @@ def test_run_options_reach_the_config(command, module, seed, monkeypatch, tmp_pa
     assert no_dir.exit_code == 2 and "run directory" in no_dir.output
     both = runner.invoke(app, [command, "-o", str(out), "--resume", "--recipe", "x.toml"])
     assert both.exit_code == 2 and "drop --recipe" in both.output
+
+
+@pytest.mark.parametrize(("command", "config", "own"), [
+    ("finetune", FinetuneConfig, {"batch", "soft_margin", "data_option"}),
+    ("pretrain", PretrainConfig, {"size", "person_crops"})])
+def test_every_recipe_option_names_a_config_field(command, config, own) -> None:
+    """`recipe_overrides` passes each typed option on by its parameter name."""
+    import typer.main
+
+    click_cmd = typer.main.get_command(app).commands[command]  # type: ignore[attr-defined]
+    names = {p.name for p in click_cmd.params} - {"recipe", "output", "resume"} - own
+    assert names <= {f.name for f in dataclasses.fields(config)}, names - {
+        f.name for f in dataclasses.fields(config)}
+
+
+def test_pretrain_options_convert_to_their_fields(monkeypatch, tmp_path: Path) -> None:
+    got = []
+    monkeypatch.setattr("reidcli.ssl.pretrain", got.append)
+    r = runner.invoke(app, ["pretrain", "-o", str(tmp_path / "r"), "--size", "128x64",
+                            "--person-crops", "--data-root", "d", "--lambda-mim", "0.5"])
+    assert r.exit_code == 0, r.output
+    cfg = got[0]
+    assert (cfg.global_size, cfg.crop_aspect, cfg.data_root, cfg.lambda_mim) == (
+        (128, 64), (0.4, 0.6), "d", 0.5)

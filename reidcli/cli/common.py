@@ -66,6 +66,21 @@ def given(**options: Any) -> dict[str, Any]:
     return {k: v for k, v in options.items() if v is not None}
 
 
+def recipe_overrides(ctx: click.Context, skip: tuple[str, ...] = (),
+                     convert: Mapping[str, tuple[str, Callable[[Any], Any]]] | None = None
+                     ) -> dict[str, Any]:
+    """The typed options of a recipe-backed command as config overrides: every parameter
+    that is not None sets the config field of its name, or `convert[name]` = (field,
+    function of the value); `skip` lists the parameters handled by the command itself."""
+    out: dict[str, Any] = {}
+    for name, value in ctx.params.items():
+        if name in skip or value is None:
+            continue
+        field, fn = (convert or {}).get(name, (name, None))
+        out[field] = fn(value) if fn is not None else value
+    return given(**out)
+
+
 def typed(ctx: click.Context, names: Mapping[str, str] | None = None) -> list[str]:
     """Parameters typed on the command line (not left at their default), renamed by `names`.
 

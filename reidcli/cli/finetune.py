@@ -1,6 +1,7 @@
 """`reid finetune`: option parsing only; the work is `reidcli.training.finetune`.
 
-Every option defaults to None so that we know which ones the user typed: those override
+Every option defaults to None so that we know which ones the user typed: those (read from
+the click context by `recipe_overrides`, by config field name) override
 the recipe (`--recipe`), which overrides the built-in defaults (TransReID ViT-B).
 """
 
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import typer
 
-from reidcli.cli.common import given, parse_size, state
+from reidcli.cli.common import given, parse_size, recipe_overrides, state
 from reidcli.cli.run_options import (
     PANEL_DATA,
     PANEL_MODEL,
@@ -41,6 +42,7 @@ DEFAULTS: dict[str, object] = {"stem": "patch", "drop_path": 0.1, "workers": 8, 
 
 @run_options(DEFAULTS)
 def finetune(
+    ctx: typer.Context,
     data: str | None = typer.Option(
         None, "--data", help="Dataset NAME or NAME:PATH (see `reid datasets`).",
         rich_help_panel=PANEL_DATA),
@@ -191,51 +193,16 @@ def finetune(
         if typed is not None and from_batch is not None and typed != from_batch:
             raise typer.BadParameter(f"{name} {typed} contradicts --batch {batch}")
     assert run is not None  # given by @run_options
-    overrides = run.overrides() | given(
-        data=data,
-        data_root=str(data_root) if data_root is not None else None,
-        data_options=tuple(data_option) if data_option else None,
-        eval_data=eval_data,
-        size=parse_size(size) if size is not None else None,
-        backbone=backbone,
-        stride=stride,
-        sie=sie,
-        sie_view=sie_view,
-        sie_coef=sie_coef,
-        jpm=jpm,
-        jpm_shift=jpm_shift,
-        jpm_shuffle=jpm_shuffle,
-        jpm_groups=jpm_groups,
-        jpm_exact_shift=jpm_exact_shift,
-        neck_feat=neck_feat,
-        part_tokens=part_tokens,
-        semantic_weight=semantic_weight,
-        freeze_backbone=freeze_backbone,
-        pretrained=pretrained,
-        epochs=epochs,
-        lr=lr,
+    overrides = recipe_overrides(ctx, skip=(*RunArgs.NOT_FIELDS, "batch", "soft_margin"),
+                                 convert={
+        "data_root": ("data_root", str),
+        "data_option": ("data_options", lambda pairs: tuple(pairs) or None),
+        "size": ("size", parse_size),
+    })
+    overrides |= given(
         ids_per_batch=ids_per_batch if ids_per_batch is not None else p_k[0],
         images_per_id=images_per_id if images_per_id is not None else p_k[1],
-        optimizer=optimizer,
-        lr_decay=lr_decay,
-        wd=wd,
-        warmup_epochs=warmup_epochs,
-        label_smoothing=label_smoothing,
-        margin=margin,
         soft_margin=True if soft_margin else (False if margin is not None else None),
-        sync_bn=sync_bn,
-        eval_every=eval_every,
-        allow_no_eval=allow_no_eval,
-        eval_batch_size=eval_batch_size,
-        unsupervised=unsupervised,
-        eps=eps,
-        min_samples=min_samples,
-        k1=k1,
-        k2=k2,
-        memory_momentum=memory_momentum,
-        temperature=temperature,
-        memory_update=memory_update,
-        iters=iters,
     )
     overrides["progress"] = not state.quiet
     run_finetune(run.config(resolve_config, resume_config, overrides))

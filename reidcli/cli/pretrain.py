@@ -1,6 +1,7 @@
 """`reid pretrain`: option parsing only; the work is `reidcli.ssl.pretrain`.
 
-Every option defaults to None so that we know which ones the user typed: those override
+Every option defaults to None so that we know which ones the user typed: those (read from
+the click context by `recipe_overrides`, by config field name) override
 the recipe (`--recipe`), which overrides the built-in defaults (DINO as TransReID-SSL).
 """
 
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import typer
 
-from reidcli.cli.common import given, parse_size, state
+from reidcli.cli.common import parse_size, recipe_overrides, state
 from reidcli.cli.run_options import (
     PANEL_DATA,
     PANEL_MODEL,
@@ -30,6 +31,7 @@ DEFAULTS: dict[str, object] = {"stem": "patch", "drop_path": 0.1, "workers": 8, 
 
 @run_options(DEFAULTS)
 def pretrain(
+    ctx: typer.Context,
     method: str | None = typer.Option(
         None, "--method", help="dino, dino-mim (PersonViT/iBOT) or pass (default: dino).",
         rich_help_panel=PANEL_METHOD),
@@ -123,36 +125,11 @@ def pretrain(
     from reidcli.ssl.config import resolve_config, resume_config
 
     assert run is not None  # given by @run_options
-    overrides = run.overrides() | given(
-        method=method,
-        data=data,
-        data_root=str(data_root) if data_root is not None else None,
-        subset=subset,
-        keep=keep,
-        global_size=parse_size(size) if size is not None else None,
-        local_size=parse_size(local_size) if local_size is not None else None,
-        local_crops=local_crops,
-        crop_aspect=None if person_crops is None else
-        ((0.4, 0.6) if person_crops else (3 / 4, 4 / 3)),
-        lambda_cls=lambda_cls,
-        lambda_mim=lambda_mim,
-        parts=parts,
-        part_crops=part_crops,
-        teacher_temp=teacher_temp,
-        warmup_teacher_temp_epochs=warmup_teacher_temp_epochs,
-        backbone=backbone,
-        stride=stride,
-        init=init,
-        out_dim=out_dim,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        min_lr=min_lr,
-        warmup_epochs=warmup_epochs,
-        momentum_teacher=momentum_teacher,
-        export_every=export_every,
-        checkpoint_every=checkpoint_every,
-        max_iters=max_iters,
-    )
+    overrides = recipe_overrides(ctx, skip=RunArgs.NOT_FIELDS, convert={
+        "data_root": ("data_root", str),
+        "size": ("global_size", parse_size),
+        "local_size": ("local_size", parse_size),
+        "person_crops": ("crop_aspect", lambda on: (0.4, 0.6) if on else (3 / 4, 4 / 3)),
+    })
     overrides |= {"progress": not state.quiet, "output": str(run.output), "resume": run.resume}
     run_pretrain(run.config(resolve_config, resume_config, overrides))

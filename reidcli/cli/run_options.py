@@ -9,13 +9,13 @@ tests/test_cli_options.py checks them against the dataclasses.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import typer
 
-from reidcli.cli.common import default_help, given, option_group
+from reidcli.cli.common import default_help, option_group
 
 PANEL_DATA = "Data"
 PANEL_MODEL = "Model"
@@ -23,12 +23,13 @@ PANEL_OPTIM = "Optimisation"
 PANEL_RUN = "Run"
 
 C = TypeVar("C")
-# Options that steer how the config is made rather than setting one of its fields.
-_NOT_FIELDS = ("recipe", "output", "resume")
 
 
 @dataclass(frozen=True)
 class RunArgs:
+    # The options that steer how the config is made rather than setting one of its fields.
+    NOT_FIELDS: ClassVar[tuple[str, ...]] = ("recipe", "output", "resume")
+
     stem: str | None
     drop_path: float | None
     allow_partial: bool | None
@@ -40,11 +41,6 @@ class RunArgs:
     recipe: Path | None
     output: Path | None
     resume: bool
-
-    def overrides(self) -> dict[str, Any]:
-        """The typed options that set config fields of the same name."""
-        values = {f.name: getattr(self, f.name) for f in fields(self)}
-        return given(**{k: v for k, v in values.items() if k not in _NOT_FIELDS})
 
     def config(self, resolve: Callable[[Path | None, dict[str, Any]], C],
                resume: Callable[[Path, dict[str, Any]], C], overrides: dict[str, Any]) -> C:
