@@ -10,10 +10,11 @@ from test_retrieval_reference import ref_dba, ref_qe, ref_rerank
 from reidcli.errors import BankError
 from reidcli.retrieval.bank import write_bank
 from reidcli.retrieval.distances import prepare_features, sq_norms, sqdist, stable_topk
+from reidcli.retrieval.distfile import Labels
 from reidcli.retrieval.evaluate import EvalOptions, evaluate_path
 from reidcli.retrieval.expansion import expand
 from reidcli.retrieval.export import rerank_bank
-from reidcli.retrieval.pipeline import Retrieval, open_source
+from reidcli.retrieval.pipeline import FeatureSource, Retrieval, open_source
 from reidcli.retrieval.rerank import RerankParams, rerank_blocks
 from reidcli.retrieval.synthetic import SyntheticSpec, synthetic_splits
 
@@ -104,10 +105,13 @@ def test_topk_is_the_sorted_head_of_the_blocks(splits, retrieval: Retrieval) -> 
     assert torch.allclose(vals, ref_vals, atol=1e-6)
 
 
-def test_distance_file_records_and_replays_the_settings(splits, tmp_path) -> None:
+@pytest.mark.parametrize("r", [Retrieval(qe=2, rerank=RerankParams(9, 2, 0.4)),
+                               Retrieval("euclidean")])
+def test_distance_file_records_and_replays_the_settings(splits, tmp_path, r) -> None:
+    # Plain evaluation of a bank drops the unlabelled gallery items, a distance file keeps
+    # them: the metrics agree because the protocol ignores them.
     bank = tmp_path / "bank.h5"
     write_bank(bank, splits)
-    r = Retrieval(qe=2, rerank=RerankParams(9, 2, 0.4))
     dist = rerank_bank(bank, tmp_path / "d.h5", r, budget=BUDGET)
     with open_source(dist) as src:
         assert src.retrieval == r
@@ -118,6 +122,19 @@ def test_distance_file_records_and_replays_the_settings(splits, tmp_path) -> Non
     opts = EvalOptions(budget=BUDGET)
     a, b = evaluate_path(bank, r, options=opts), evaluate_path(dist, options=opts)
     assert (a.mAP, a.mINP, a.cmc, a.rerank, a.qe) == (b.mAP, b.mINP, b.cmc, b.rerank, b.qe)
-    assert a.rerank == {"k1": 9, "k2": 2, "lambda": pytest.approx(0.4)}
+    assert a.rerank == (r.rerank.to_dict() if r.rerank else None)
     with pytest.raises(BankError, match="distance file: qe, gallery_split need a feature bank"):
         open_source(dist, Retrieval(qe=1), gallery_split="test")
+
+
+def test_feature_source_rows_from_tensors(splits) -> None:
+    q, g = splits["query"], splits["gallery"]
+    labels = [Labels(s.pids, s.camids, []) for s in (q, g)]
+    for r in (Retrieval(), Retrieval(dba=1)):
+        from_arrays = FeatureSource(q.feats, g.feats, *labels, r).rows([3, 1], budget=BUDGET)
+        from_tensors = FeatureSource(torch.as_tensor(q.feats), torch.as_tensor(g.feats),
+                                     *labels, r).rows([3, 1], budget=BUDGET)
+        assert np.array_equal(from_arrays, from_tensors)
+        full = _dense(FeatureSource(q.feats, g.feats, *labels, r).blocks(budget=BUDGET),
+                      len(q), len(g))
+        assert np.allclose(from_arrays, full[[3, 1]], atol=1e-5)

@@ -194,8 +194,8 @@ class FeatureSource(Closing):
         idx = list(indices)
         if self.retrieval.is_plain():
             # Only the chosen queries: expansion and re-ranking would need them all.
-            q, g = self.retrieval.prepare(np.asarray(self.query_feats)[idx], self.gallery_feats,
-                                          device, budget)
+            q, g = self.retrieval.prepare(self.query_feats[idx], self.gallery_feats, device,
+                                          budget)
             return sqdist(q, g).cpu().numpy()
         out = np.empty((len(idx), len(self.gallery)), np.float32)
         want = np.asarray(idx, dtype=np.int64)
