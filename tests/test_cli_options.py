@@ -21,7 +21,8 @@ runner = CliRunner()
 
 
 def _defaults(config: type) -> dict[str, object]:
-    return {f.name: f.default for f in dataclasses.fields(config)}
+    return {f.name: f.default if f.default is not dataclasses.MISSING
+            else f.default_factory() for f in dataclasses.fields(config)}  # type: ignore[misc]
 
 
 @pytest.mark.parametrize(("module", "config"), [(pretrain_cli, PretrainConfig),

@@ -100,11 +100,12 @@ def default_help(defaults: Mapping[str, object], name: str, text: str) -> str:
     return f"{text} (default: {value})."
 
 
-def option_group(target: str, build: Callable[..., Any],
+def option_group(target: str | None, build: Callable[..., Any],
                  options: Mapping[str, tuple[Any, Any]]) -> Callable[[F], F]:
     """Options several commands share, declared once: the decorated command gets them in its
     signature (so typer parses and documents them) and receives `build(**values)` as its
-    parameter `target`. `options` maps a parameter name to (type, `typer.Option(...)`).
+    parameter `target` (with None, nothing: the values are in the click context's params).
+    `options` maps a parameter name to (type, `typer.Option(...)`).
     """
     def decorate(fn: F) -> F:
         hints = get_type_hints(fn, include_extras=True)
@@ -117,13 +118,25 @@ def option_group(target: str, build: Callable[..., Any],
         @functools.wraps(fn)
         def command(**values: Any) -> Any:
             group = {name: values.pop(name) for name in options}
-            return fn(**values, **{target: build(**group)})
+            return fn(**values, **({target: build(**group)} if target is not None else {}))
 
         params = [*own, *added]
         command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
         command.__annotations__ = {p.name: p.annotation for p in params}
         return command  # type: ignore[return-value]
     return decorate
+
+
+def override_options(panel: str, defaults: Mapping[str, object],
+                     options: Mapping[str, tuple[Any, str, str]]) -> Callable[[F], F]:
+    """Recipe overrides as a table, name -> (type, flags, help): each option defaults to None
+    (not typed; `recipe_overrides` reads the typed ones), and a name in `defaults` gets
+    `(default: X)` added to its help."""
+    return option_group(None, given, {
+        name: (kind | None, typer.Option(
+            None, *flags.split(), rich_help_panel=panel,
+            help=default_help(defaults, name, text) if name in defaults else text))
+        for name, (kind, flags, text) in options.items()})
 
 
 def check_device(device: str) -> str:
