@@ -43,19 +43,28 @@ DEFAULTS: dict[str, object] = {"stem": "patch", "drop_path": 0.1, "workers": 8, 
 @run_options(DEFAULTS)
 def finetune(
     ctx: typer.Context,
-    data: str | None = typer.Option(
-        None, "--data", help="Dataset NAME or NAME:PATH (see `reid datasets`).",
+    data: list[str] | None = typer.Option(
+        None, "--data", metavar="NAME[:PATH]", help="Dataset NAME or NAME:PATH (see `reid "
+        "datasets`); repeat it to train on several jointly (ids and cameras get one range "
+        "per dataset).",
         rich_help_panel=PANEL_DATA),
+    data_balance: bool | None = typer.Option(
+        None, "--data-balance/--no-data-balance", help="Joint training: every batch gives "
+        "each dataset an equal share of its identities (default: shares follow the image "
+        "counts).", rich_help_panel=PANEL_DATA),
     data_root: Path | None = typer.Option(
         None, "--data-root", help="Folder holding the datasets (default: $REID_DATA_ROOT).",
         rich_help_panel=PANEL_DATA),
     data_option: list[str] | None = typer.Option(
-        None, "--data-option", "-O", metavar="KEY=VALUE", help="Dataset option, repeatable "
-        "(e.g. -O 'pattern=id(?P<pid>\\d+)_cam(?P<cam>\\d+)' -O cam_base=0 for `folder`).",
+        None, "--data-option", "-O", metavar="[NAME.]KEY=VALUE", help="Dataset option, "
+        "repeatable (e.g. -O 'pattern=id(?P<pid>\\d+)_cam(?P<cam>\\d+)' -O cam_base=0 for "
+        "`folder`). KEY=VALUE applies to every --data; NAME.KEY=VALUE (or N.KEY=VALUE, the "
+        "N-th --data) to one, and to an --eval-data of that name.", rich_help_panel=PANEL_DATA),
+    eval_data: list[str] | None = typer.Option(
+        None, "--eval-data", metavar="NAME[:PATH]", help="Evaluate on this dataset's "
+        "query/gallery; repeatable "
+        "(default: every --data with query/gallery). The first one's mAP selects best/.",
         rich_help_panel=PANEL_DATA),
-    eval_data: str | None = typer.Option(
-        None, "--eval-data", help="Evaluate on this dataset's query/gallery instead of "
-        "--data's (e.g. when --data is an unlabelled image folder).", rich_help_panel=PANEL_DATA),
     size: str | None = typer.Option(
         None, "--size", help="Input size HxW (default: 256x128).", rich_help_panel=PANEL_DATA),
     backbone: str | None = typer.Option(
@@ -195,8 +204,10 @@ def finetune(
     assert run is not None  # given by @run_options
     overrides = recipe_overrides(ctx, skip=(*RunArgs.NOT_FIELDS, "batch", "soft_margin"),
                                  convert={
+        "data": ("data", lambda specs: tuple(specs) or None),
         "data_root": ("data_root", str),
         "data_option": ("data_options", lambda pairs: tuple(pairs) or None),
+        "eval_data": ("eval_data", lambda specs: tuple(specs) or None),
         "size": ("size", parse_size),
     })
     overrides |= given(

@@ -9,6 +9,13 @@ every image once (about `num_images / (P*K)` batches) and identities appear in p
 to their image counts. The exact number of batches depends on the draw; `len()` gives it
 for the current epoch.
 
+Joint training over several datasets draws over the union as above (so each dataset's
+share follows its image count). With `domains` (the dataset of each item) and
+`balance=True`, every batch instead gives each dataset an equal share of its P identities
+(P // D each, the remainder rotating over the datasets batch by batch); a dataset whose
+chunks run out starts a fresh shuffled round of them, so small datasets are repeated rather
+than dropped. The epoch keeps the unbalanced number of batches.
+
 Determinism: the plan depends only on (seed, epoch). In distributed mode every rank builds
 the same plan from the shared seed and yields its own contiguous slice of each batch:
 rank r gets `batch[r*B/W:(r+1)*B/W]` with B = P*K and W = world_size.
@@ -40,6 +47,8 @@ class PKSampler(Sampler[list[int]]):
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
+        domains: Sequence[int] | None = None,
+        balance: bool = False,
     ) -> None:
         if p < 1 or k < 1:
             raise ValueError(f"P and K must be positive, got P={p}, K={k}")
@@ -57,6 +66,18 @@ class PKSampler(Sampler[list[int]]):
         if len(by_pid) < p:
             raise ValueError(f"PK sampling needs at least P={p} identities, got {len(by_pid)}")
         self._groups = [np.asarray(by_pid[pid], dtype=np.int64) for pid in sorted(by_pid)]
+        # Identities (positions in _groups) per dataset, for balanced sampling.
+        self._domains: list[list[int]] = []
+        if balance and domains is not None:
+            of_pid = {int(pids[i]): int(domains[i]) for i in range(len(pids)) if pids[i] >= 0}
+            for d in sorted(set(of_pid.values())):
+                self._domains.append([g for g, pid in enumerate(sorted(by_pid))
+                                      if of_pid[pid] == d])
+            need = -(-p // len(self._domains))
+            small = [len(ids) for ids in self._domains if len(ids) < need]
+            if small:
+                raise ValueError(f"balanced sampling gives each of {len(self._domains)} datasets "
+                                 f"up to {need} identities per batch; one has only {small[0]}")
         self.p, self.k, self.seed = p, k, seed
         self.rank, self.world_size = rank, world_size
         self.epoch = 0
@@ -66,15 +87,14 @@ class PKSampler(Sampler[list[int]]):
         self.epoch = epoch
 
     def _chunks(self, rng: np.random.Generator) -> list[list[np.ndarray]]:
-        chunks: list[list[np.ndarray]] = []
-        for idx in self._groups:
-            if len(idx) < self.k:
-                chunks.append([rng.choice(idx, size=self.k, replace=True)])
-            else:
-                order = rng.permutation(idx)
-                n = len(order) // self.k
-                chunks.append([order[i * self.k : (i + 1) * self.k] for i in range(n)])
-        return chunks
+        return [self._chunks_of(rng, idx) for idx in self._groups]
+
+    def _chunks_of(self, rng: np.random.Generator, idx: np.ndarray) -> list[np.ndarray]:
+        if len(idx) < self.k:
+            return [rng.choice(idx, size=self.k, replace=True)]
+        order = rng.permutation(idx)
+        n = len(order) // self.k
+        return [order[i * self.k : (i + 1) * self.k] for i in range(n)]
 
     def global_batches(self) -> list[list[int]]:
         """Every rank's batches of this epoch, P*K indices each (cached per epoch)."""
@@ -82,6 +102,10 @@ class PKSampler(Sampler[list[int]]):
             return self._plan[1]
         rng = np.random.default_rng([self.seed, self.epoch])
         chunks = self._chunks(rng)
+        if self._domains:
+            batches = self._balanced(rng, chunks)
+            self._plan = (self.epoch, batches)
+            return batches
         available = [i for i, c in enumerate(chunks) if c]
         batches: list[list[int]] = []
         while len(available) >= self.p:
@@ -92,6 +116,25 @@ class PKSampler(Sampler[list[int]]):
             batches.append(batch)
             available = [i for i in available if chunks[i]]
         self._plan = (self.epoch, batches)
+        return batches
+
+    def _balanced(self, rng: np.random.Generator, chunks: list[list[np.ndarray]]
+                  ) -> list[list[int]]:
+        count = sum(len(c) for c in chunks) // self.p  # the unbalanced epoch's length
+        d = len(self._domains)
+        batches: list[list[int]] = []
+        for b in range(count):
+            batch: list[int] = []
+            for j, ids in enumerate(self._domains):
+                need = self.p // d + (1 if (j - b) % d < self.p % d else 0)
+                available = [g for g in ids if chunks[g]]
+                if len(available) < need:  # a new round of this dataset's chunks
+                    for g in ids:
+                        chunks[g] = self._chunks_of(rng, self._groups[g])
+                    available = list(ids)
+                for g in rng.choice(available, size=need, replace=False):
+                    batch.extend(chunks[g].pop().tolist())
+            batches.append(batch)
         return batches
 
     def __iter__(self) -> Iterator[list[int]]:

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from reidcli.data.joint import Source
 from reidcli.errors import ReidError
 from reidcli.inference.features import FeatureExtractor
 from reidcli.runtime.device import amp_dtype
@@ -30,6 +31,9 @@ class Backend:
     feature_dim: int
     inputs: list[Path]
     """The files the features come from (an output must never replace one of them)."""
+    sources: tuple[Source, ...] = ()
+    """A joint model's datasets with their camera ranges, when it has camera SIE (torch run
+    directories only)."""
 
 
 def load_backend(checkpoint: str | os.PathLike[str] | None, onnx: str | os.PathLike[str] | None,
@@ -61,4 +65,5 @@ def load_backend(checkpoint: str | os.PathLike[str] | None, onnx: str | os.PathL
                     "checkpoint_sha256": file_sha256(Path(checkpoint) / WEIGHTS_NAME),  # type: ignore[arg-type]
                     "normalized": False, "flip": bool(flip)},
                    model.feat_dim, [Path(checkpoint) / WEIGHTS_NAME,  # type: ignore[arg-type]
-                                    Path(checkpoint) / CONFIG_NAME])  # type: ignore[arg-type]
+                                    Path(checkpoint) / CONFIG_NAME],  # type: ignore[arg-type]
+                   tuple(Source.from_dict(s) for s in cfg.sources) if cfg.sie_camera else ())

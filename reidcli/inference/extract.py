@@ -21,8 +21,11 @@ import numpy as np
 from torch.utils.data import DataLoader
 
 from reidcli.data import load_dataset
+from reidcli.data.joint import Source, shift_cameras
+from reidcli.data.joint import camera_offset as joint_camera_offset
 from reidcli.data.loading import parse_options
 from reidcli.data.records import ImageRecord
+from reidcli.data.roots import parse_spec, resolve_root
 from reidcli.errors import BankError, ReidError
 from reidcli.inference.backend import load_backend
 from reidcli.inference.features import FeatureExtractor
@@ -118,6 +121,24 @@ def gather_records(opts: ExtractOptions) -> tuple[str, dict[str, list[ImageRecor
 
 
 
+def camera_offset(opts: ExtractOptions, sources: Sequence[Source]) -> int | None:
+    """Where the images' cameras sit in the model's SIE table: 0 for a one-dataset model;
+    for a joint model the range of the training dataset the images come from (same folder,
+    else the only one of the same name), or None (unknown camera) for any other images."""
+    if not sources:
+        return 0
+    offset = None
+    if opts.data is not None:
+        parsed = parse_spec(opts.data)
+        offset = joint_camera_offset(sources, parsed.info.name,
+                                     resolve_root(parsed, opts.data_root))
+    if offset is None:
+        log.warning("a model trained jointly on %s: these images are from none of them, so "
+                    "their cameras are unknown to SIE (the mean embedding)",
+                    ", ".join(s.label for s in sources))
+    return offset
+
+
 def _matches(path: Path, provenance: dict[str, object], rows: dict[str, int]) -> bool:
     try:
         with read_bank(path) as bank:
@@ -143,7 +164,7 @@ def _loader(records: Sequence[ImageRecord], transform, opts: ExtractOptions,
 
 def _write_split(
     writer: BankWriter, name: str, records: Sequence[ImageRecord], extractor: FeatureExtractor,
-    transform, opts: ExtractOptions, progress,
+    transform, opts: ExtractOptions, progress, cam_offset: int | None = 0,
 ) -> int:
     done = writer.rows_done.get(name, 0)
     todo = records[done:]
@@ -154,7 +175,7 @@ def _write_split(
     task = progress.add_task(f"extract {name}", total=len(records), completed=done)
     loader = _loader(todo, transform, opts, pin=extractor.device.type == "cuda")
     for step, (imgs, pids, camids, viewids, index) in enumerate(loader, start=1):
-        feats = extractor(imgs, camids, viewids)
+        feats = extractor(imgs, shift_cameras(camids, cam_offset), viewids)
         batch = [todo[i] for i in index.tolist()]
         writer.append(name, feats.numpy(), pids.numpy(), camids.numpy(),
                       [r.path for r in batch], viewids.numpy())
@@ -226,6 +247,7 @@ def _extract(opts: ExtractOptions, output: Path, claim: Output,
     backend = load_backend(opts.checkpoint, opts.onnx, device, opts.device, opts.amp, opts.flip)
     provenance: dict[str, object] = {**backend.provenance, "dataset": dataset_desc}
     rows = {name: len(recs) for name, recs in splits.items()}
+    cam_offset = camera_offset(opts, backend.sources)
     # The generic check again, now that "ours" can be told: the same model and images.
     check_output(dataclasses.replace(
         claim, made_by="`reid extract` with this model and these images",
@@ -250,7 +272,7 @@ def _extract(opts: ExtractOptions, output: Path, claim: Output,
         for name, records in splits.items():
             lo, hi = shard(len(records), ctx.rank, ctx.world_size)
             _write_split(writer, name, records[lo:hi], backend.extractor,
-                         backend.transform, opts, progress)
+                         backend.transform, opts, progress, cam_offset)
     seconds = time.perf_counter() - start
     if ctx.enabled:
         ddp.barrier(ctx)

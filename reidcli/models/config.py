@@ -191,6 +191,10 @@ class ModelConfig:
     """SOLIDER's lambda (Swin only); None = 0.2, the SOLIDER-REID setting."""
     window_size: int | None = None
     """Swin attention window at every stage (Swin only); None = 7, as pre-trained."""
+    sources: tuple[dict[str, Any], ...] = ()
+    """Joint training: where each dataset's ids and cameras sit (`reidcli.data.joint.Source`
+    as dicts), so that extraction gives a known dataset's images its own SIE cameras. Left
+    out of model.json when empty (one dataset)."""
 
     def __post_init__(self) -> None:
         self.img_size = (int(self.img_size[0]), int(self.img_size[1]))
@@ -314,6 +318,9 @@ class ModelConfig:
         d = dataclasses.asdict(self)
         for key in ("img_size", "mean", "std"):
             d[key] = list(d[key])
+        d["sources"] = list(d["sources"])
+        if not d["sources"]:
+            del d["sources"]
         return d
 
     @classmethod
@@ -323,7 +330,7 @@ class ModelConfig:
         if unknown:
             raise ValueError(f"unknown model config keys: {', '.join(unknown)}")
         kwargs = dict(data)
-        for key in ("img_size", "mean", "std"):
+        for key in ("img_size", "mean", "std", "sources"):
             if kwargs.get(key) is not None:
                 kwargs[key] = tuple(kwargs[key])
         return cls(**kwargs)

@@ -119,11 +119,13 @@ def evaluations(record: dict[str, Any], name: str) -> dict[str, dict[str, float]
     """The retrieval scores of one epoch record per evaluation dataset. A record holds them
     at its top level (one dataset, `name`) and/or as `{"eval": {DATASET: {"mAP": ...}}}`."""
     found: dict[str, dict[str, float]] = {}
-    top = {k: float(record[k]) for k in SCORES if k in record}
-    if top:
-        found[name] = top
     for dataset, scores in (record.get("eval") or {}).items():
         found[dataset] = {k: float(scores[k]) for k in SCORES if k in scores}
+    top = {k: float(record[k]) for k in SCORES if k in record}
+    # `reid finetune` repeats its first evaluation dataset's scores at the top level, for
+    # the readers of one score; that copy is not another dataset.
+    if top and top not in found.values():
+        found = {name: top, **found}
     return found
 
 
@@ -172,7 +174,7 @@ def summarise_run(path: str | Path) -> RunSummary:
         records = run.read_metrics()
     except ValueError as err:
         raise ReidError(f"cannot read {run.metrics_path}: {err}") from None
-    name = str(config.get("eval_data") or config.get("data") or "test")
+    name = str(_first(config.get("eval_data")) or _first(config.get("data")) or "test")
     values = _scores(records, name)
     if records:
         last = records[-1]
@@ -230,6 +232,11 @@ def comparison_json(cmp: Comparison) -> dict[str, Any]:
                     "sd": {k: s for k, (_, s) in g.stats.items()}}
                    for g in cmp.groups],
     }
+
+
+def _first(value: Any) -> Any:
+    """A list-valued setting's first item (`data` is a list since joint training)."""
+    return value[0] if isinstance(value, tuple | list) and value else value
 
 
 def _plain(value: Any) -> Any:

@@ -35,14 +35,19 @@ class FinetuneConfig:
     """
 
     # [data]
-    data: str = setting("", "data")
-    """Dataset spec NAME[:PATH] understood by `reidcli.data.load_dataset`."""
+    data: tuple[str, ...] = setting((), "data")
+    """Dataset specs NAME[:PATH] understood by `reidcli.data.load_dataset`; several train
+    jointly (`reidcli.data.joint`). A single string is accepted (old recipes)."""
+    data_balance: bool = setting(False, "data")
+    """Joint training: every batch gives each dataset an equal share of its identities,
+    instead of shares that follow the datasets' image counts."""
     data_root: str | None = setting(None, "data")
     data_options: tuple[str, ...] = setting((), "data")
-    """Dataset options as KEY=VALUE (e.g. the `folder` dataset's `pattern=...`)."""
-    eval_data: str | None = setting(None, "data", runtime=True)
-    """Evaluate on this spec's query/gallery instead of `data`'s (e.g. when `data` is an
-    unlabelled image folder)."""
+    """Dataset options as KEY=VALUE (e.g. the `folder` dataset's `pattern=...`); NAME.KEY=VALUE
+    or N.KEY=VALUE for one dataset of several (`reidcli.data.joint`)."""
+    eval_data: tuple[str, ...] = setting((), "data", runtime=True)
+    """Evaluate on each of these specs' query/gallery; empty = every training dataset that
+    has both. The first one's scores are the run's (best model, progress line)."""
     # [input]
     size: tuple[int, int] = setting((256, 128), "input")
     mean: tuple[float, float, float] | None = setting(None, "input")
@@ -140,6 +145,15 @@ class FinetuneConfig:
     output: str = setting("", "run", runtime=True)
     resume: bool = setting(False, "run", runtime=True)
 
+    def __post_init__(self) -> None:
+        # A single spec, as before data became a list (Python callers, old configs).
+        for name in ("data", "eval_data"):
+            value = getattr(self, name)
+            if value is None or isinstance(value, str):
+                setattr(self, name, (value,) if value else ())
+            else:
+                setattr(self, name, tuple(value))
+
     @property
     def batch_size(self) -> int:
         return self.ids_per_batch * self.images_per_id
@@ -157,12 +171,13 @@ class FinetuneConfig:
         options = []
         for pair in self.data_options:
             key, sep, value = pair.partition("=")
-            if sep and key.strip() == "subset":
+            if sep and key.strip().rpartition(".")[2] == "subset":
                 pair = f"{key}={absolute_if_present(value)}"
             options.append(pair)
         return dataclasses.replace(
-            self, data=absolute_spec(self.data), data_root=absolute_path(self.data_root),
-            eval_data=absolute_spec(self.eval_data) if self.eval_data else None,
+            self, data=tuple(absolute_spec(d) for d in self.data),
+            data_root=absolute_path(self.data_root),
+            eval_data=tuple(absolute_spec(d) for d in self.eval_data),
             pretrained=absolute_path(self.pretrained, ("timm",)), data_options=tuple(options),
         )
 
@@ -171,6 +186,10 @@ class FinetuneConfig:
         problems = SCHEMA.number_problems(self)
         if not self.data:
             problems.append("no dataset given (--data NAME[:PATH] or `data` in the recipe)")
+        for name in ("data", "eval_data"):
+            specs = getattr(self, name)
+            if len(set(specs)) < len(specs):
+                problems.append(f"{name} names a dataset twice: {list(specs)!r}")
         if not self.output:
             problems.append("no run directory given (-o/--output RUN_DIR)")
         if self.amp not in AMP_MODES:
@@ -242,7 +261,8 @@ class FinetuneConfig:
 
 SCHEMA = RecipeSchema(
     FinetuneConfig, {"size": int, "mean": float, "std": float, "lr_steps": int,
-                     "data_options": str}
+                     "data_options": str, "data": str, "eval_data": str},
+    one_or_many=frozenset({"data", "eval_data"}),
 )
 FIELDS = SCHEMA.fields
 

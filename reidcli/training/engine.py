@@ -14,6 +14,7 @@ exactly.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import math
 import time
@@ -96,6 +97,26 @@ class RunResult:
     best_map: float | None = None
     final: dict[str, float] = field(default_factory=dict)
     metrics: list[dict[str, Any]] = field(default_factory=list)
+    evaluations: dict[str, dict[str, float]] = field(default_factory=dict)
+    """The last evaluation's scores per evaluation dataset (`final` is the first one's)."""
+
+
+@dataclass
+class EvalDataset:
+    """A dataset evaluated during training; `cam_offset` shifts its cameras into the model's
+    SIE range (None: unknown camera, a dataset the model did not train on)."""
+
+    label: str
+    dataset: Any
+    cam_offset: int | None
+
+
+@dataclass
+class EvalSet:
+    label: str
+    cam_offset: int | None
+    query: DataLoader
+    gallery: DataLoader
 
 
 def pretrained_normalisation(cfg: FinetuneConfig) -> tuple[Any, Any]:
@@ -169,8 +190,7 @@ class _Trainer:
             )
 
     def _build(self) -> None:
-        from reidcli.data import load_dataset
-        from reidcli.data.loading import parse_options
+        from reidcli.data.joint import load_joint
         from reidcli.data.sampler import PKSampler
         from reidcli.data.torch_dataset import ReidImageDataset
         from reidcli.data.transforms import build_test_transform, build_train_transform
@@ -178,13 +198,12 @@ class _Trainer:
 
         cfg, ctx = self.cfg, self.ctx
         seed_everything(cfg.seed + ctx.rank)
-        self.dataset = load_dataset(cfg.data, cfg.data_root, **parse_options(cfg.data_options))
+        self.dataset, sources, loaded = load_joint(cfg.data, cfg.data_root, cfg.data_options,
+                                                    cfg.eval_data)
+        self.sources = sources if len(sources) > 1 else []
         train = self.dataset.train
         num_classes = self._num_classes()
-        # Evaluation reads --eval-data's query/gallery when given, else --data's.
-        self.eval_dataset = (load_dataset(cfg.eval_data, cfg.data_root) if cfg.eval_data
-                             else self.dataset)
-        evaluable = self._check_evaluable()
+        self.eval_sets = [e for e in self._eval_datasets(sources, loaded) if self._evaluable(e)]
         pretrained_norm = pretrained_normalisation(cfg)
         try:
             self.model_cfg = ModelConfig(
@@ -210,6 +229,7 @@ class _Trainer:
                 std=cfg.std or pretrained_norm[1],
                 semantic_weight=cfg.semantic_weight,
                 window_size=cfg.window_size,
+                sources=tuple(src.to_dict() for src in self.sources),
             )
         except ValueError as err:
             raise ReidError(f"invalid model options: {err}") from None
@@ -270,6 +290,7 @@ class _Trainer:
                 self.sampler = PKSampler(
                     [r.pid for r in train], p=cfg.ids_per_batch, k=cfg.images_per_id,
                     seed=cfg.seed, rank=ctx.rank, world_size=ctx.world_size,
+                    domains=self._domains(train), balance=cfg.data_balance,
                 )
             except ValueError as err:
                 raise ReidError(f"cannot sample P x K batches: {err}") from None
@@ -280,18 +301,15 @@ class _Trainer:
                 pin_memory=pin,
                 generator=self.loader_gen,
             )
-        self.eval_loaders: tuple[DataLoader, DataLoader] | None = None
-        evaluated = self.eval_dataset
-        query = evaluated.splits.get("query") or []
-        gallery = evaluated.splits.get("gallery") or []
-        if query and gallery and evaluable:
-            test_tf = build_test_transform(cfg.size, mean, std)
-            self.eval_loaders = (
-                make_eval_loader(query, test_tf, cfg.eval_batch_size, cfg.workers, pin),
-                make_eval_loader(gallery, test_tf, cfg.eval_batch_size, cfg.workers, pin),
-            )
-        elif evaluable:
-            self._say(f"{evaluated.name} has no query/gallery split: no evaluation")
+        test_tf = build_test_transform(cfg.size, mean, std)
+        self.eval_loaders = [
+            EvalSet(e.label, e.cam_offset,
+                    make_eval_loader(e.dataset.splits["query"], test_tf, cfg.eval_batch_size,
+                                     cfg.workers, pin),
+                    make_eval_loader(e.dataset.splits["gallery"], test_tf, cfg.eval_batch_size,
+                                     cfg.workers, pin))
+            for e in self.eval_sets
+        ]
 
     # -- what a training variant (reidcli.unsupervised) replaces -----------------------------
     supervised = True
@@ -324,10 +342,51 @@ class _Trainer:
         """Extra text for the end-of-epoch line."""
         return ""
 
-    def _check_evaluable(self) -> bool:
+    def _domains(self, train: list[Any]) -> list[int] | None:
+        """The training dataset of every train record (joint training), else None."""
+        if not self.sources:
+            return None
+        ends = [s.pid_offset + s.num_pids for s in self.sources]
+        return [bisect.bisect_right(ends, r.pid) for r in train]
+
+    def _eval_datasets(self, sources: list[Any], loaded: list[Any]) -> list[EvalDataset]:
+        """--eval-data's datasets (a training dataset among them keeps its camera offset),
+        else every training dataset with both a query and a gallery split."""
+        from reidcli.data import load_dataset
+        from reidcli.data.joint import camera_offset, options_for, spec_labels
+
+        cfg = self.cfg
+        trained = {spec: (src, ds) for spec, src, ds in zip(cfg.data, sources, loaded,
+                                                              strict=True)}
+        if not cfg.eval_data:
+            found = [EvalDataset(src.label, ds, src.cam_offset)
+                     for src, ds in trained.values()
+                     if ds.splits.get("query") and ds.splits.get("gallery")]
+            if not found:
+                self._say(f"{self.dataset.name} has no query/gallery split: no evaluation")
+            return found
+        joint = len(cfg.data) > 1
+        out = []
+        for label, spec in zip(spec_labels(cfg.eval_data), cfg.eval_data, strict=True):
+            if spec in trained:
+                src, ds = trained[spec]
+                out.append(EvalDataset(label, ds, src.cam_offset))
+            else:
+                ds = load_dataset(spec, cfg.data_root, **options_for(cfg.data_options, spec, None))
+                # As `reid extract` decides: a joint model knows a dataset's cameras by its
+                # folder or name; a one-dataset model takes the ids as they are (as before).
+                offset = camera_offset(sources, ds.name, ds.root) if joint else 0
+                out.append(EvalDataset(label, ds, offset))
+        return out
+
+    def _evaluable(self, evaluated: EvalDataset) -> bool:
         """Before any training: False (with a warning) when the query set cannot be scored
         and --allow-no-eval was given; an error without it, instead of after the last epoch."""
-        problem = evaluation_problem(self.eval_dataset)
+        ds = evaluated.dataset
+        if not (ds.splits.get("query") and ds.splits.get("gallery")):
+            raise DatasetError(f"--eval-data {evaluated.label}: {ds.name} at {ds.root} has no "
+                               "query/gallery split to evaluate on")
+        problem = evaluation_problem(ds)
         if problem is None:
             return True
         if not self.cfg.allow_no_eval:
@@ -505,16 +564,21 @@ class _Trainer:
             f"{kept}. Try a lower --lr, --amp bf16 or --amp off, or check the input images."
         )
 
-    def _evaluate(self, epoch: int) -> dict[str, float]:
-        if self.eval_loaders is None:
+    def _evaluate(self, epoch: int) -> dict[str, Any]:
+        """The first evaluation dataset's scores at the top level (what selects best/ and
+        what every reader of one score takes) and every dataset's under "eval"."""
+        if not self.eval_loaders:
             return {}
-        metrics: dict[str, float] = {}
+        metrics: dict[str, Any] = {}
         if self.main:
             start = time.perf_counter()
-            query = extract(self.model, self.eval_loaders[0], self.device, self.amp)
-            gallery = extract(self.model, self.eval_loaders[1], self.device, self.amp)
-            metrics = retrieval_metrics(query, gallery, self.device)
-            metrics["eval_time_s"] = time.perf_counter() - start
+            per_dataset = {}
+            for e in self.eval_loaders:
+                query = extract(self.model, e.query, self.device, self.amp, e.cam_offset)
+                gallery = extract(self.model, e.gallery, self.device, self.amp, e.cam_offset)
+                per_dataset[e.label] = retrieval_metrics(query, gallery, self.device)
+            metrics = {**next(iter(per_dataset.values())), "eval": per_dataset,
+                       "eval_time_s": time.perf_counter() - start}
         metrics = du.broadcast_object(metrics, self.ctx)
         return metrics
 
@@ -553,6 +617,9 @@ class _Trainer:
             self.metrics = []
             if self.main:
                 header = "reid finetune: resolved configuration (usable as --recipe)"
+                if self.sources:
+                    header += "\njoint training: ids and cameras of each dataset\n" + "\n".join(
+                        s.describe() for s in self.sources)
                 self.run.write_config(config_to_toml(cfg, header=header))
         self._say(
             f"fine-tuning {cfg.backbone} on {self.dataset.name}: {len(self.dataset.train)} "
@@ -568,7 +635,7 @@ class _Trainer:
             for epoch in range(self.start_epoch, cfg.epochs + 1):
                 record: dict[str, Any] = {"epoch": epoch, **self._train_epoch(epoch, progress)}
                 self._save(epoch, record)
-                if self._due(epoch) and self.eval_loaders is not None:
+                if self._due(epoch) and self.eval_loaders:
                     self._save_evaluation(epoch, record)
                 if self.main:  # the record is complete now, scores included
                     self.sink.write(record)
@@ -577,8 +644,9 @@ class _Trainer:
                     f"lr {record['lr']:.3e} {record['images_per_s']:.1f} img/s"
                 )
                 line += self._epoch_note(record)
-                if "mAP" in record:
-                    line += f" | mAP {record['mAP']:.2%} R1 {record['R1']:.2%}"
+                for label, scores in (record.get("eval") or {}).items():
+                    named = f" {label}" if len(record["eval"]) > 1 else ""
+                    line += f" |{named} mAP {scores['mAP']:.2%} R1 {scores['R1']:.2%}"
                 self._say(line)
                 progress.end_epoch(line.split(" ", 2)[2])
                 last = record
@@ -593,6 +661,7 @@ class _Trainer:
             best_map=self.best_map,
             final={k: v for k, v in last.items() if k in ("mAP", "R1", "R5", "R10", "mINP")},
             metrics=list(self.metrics),
+            evaluations=dict(last.get("eval") or {}),
         )
         if self.main:
             self._summarise(result, time.perf_counter() - started, last)
@@ -614,8 +683,10 @@ class _Trainer:
         if result.best_epoch is not None:
             summary["best"] = f"epoch {result.best_epoch}, mAP {result.best_map:.2%}"
         self.run.append_log([f"finished: {summary}"])
+        if len(result.evaluations) > 1:
+            self.run.append_log([f"evaluations: {result.evaluations}"])
         if self.cfg.progress:
-            print_summary(summary)
+            print_summary(summary, result.evaluations)
 
 
 def finetune(cfg: FinetuneConfig, hooks: Hooks | None = None) -> RunResult:

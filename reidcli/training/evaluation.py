@@ -43,9 +43,13 @@ def make_eval_loader(
 
 
 def extract(
-    model: nn.Module, loader: DataLoader, device: torch.device, amp_dtype: torch.dtype | None
+    model: nn.Module, loader: DataLoader, device: torch.device, amp_dtype: torch.dtype | None,
+    cam_offset: int | None = 0,
 ) -> SplitFeatures:
-    """Test features of every batch of `loader`; the model's train/eval mode is restored."""
+    """Test features of every batch of `loader`; the model's train/eval mode is restored.
+    The model sees camera ids shifted by `cam_offset` (a joint model's range of this
+    dataset; None = unknown); the returned ids are the dataset's own."""
+    from reidcli.data.joint import shift_cameras
     from reidcli.inference.features import FeatureExtractor
 
     was_training = model.training
@@ -53,7 +57,7 @@ def extract(
     try:
         extractor = FeatureExtractor(model, device, amp_dtype)
         for imgs, pid, camid, viewid, _ in loader:
-            feats.append(extractor(imgs, camid, viewid))
+            feats.append(extractor(imgs, shift_cameras(camid, cam_offset), viewid))
             pids.append(pid.numpy())
             camids.append(camid.numpy())
     finally:

@@ -36,5 +36,24 @@ def summary_table(summary: dict[str, Any]) -> Table:
     return table
 
 
-def print_summary(summary: dict[str, Any]) -> None:
+EVAL_KEYS = ("mAP", "R1", "R5", "R10", "mINP")
+
+
+def evaluations_table(evaluations: dict[str, dict[str, float]]) -> Table:
+    """The last evaluation side by side: one row per score, one column per dataset."""
+    table = Table(title="evaluation per dataset", title_justify="left")
+    table.add_column("score", style="bold")
+    for label in evaluations:
+        table.add_column(label, justify="right")
+    for key in EVAL_KEYS:
+        table.add_row(key, *(f"{scores[key]:.2%}" if key in scores else "-"
+                             for scores in evaluations.values()))
+    return table
+
+
+def print_summary(summary: dict[str, Any],
+                  evaluations: dict[str, dict[str, float]] | None = None) -> None:
+    """The summary, then the evaluation datasets side by side when there are several."""
     console.print(summary_table(summary))
+    if evaluations and len(evaluations) > 1:
+        console.print(evaluations_table(evaluations))

@@ -51,11 +51,16 @@ def setting(default: Any, section: str, runtime: bool = False) -> Any:
 class RecipeSchema(Generic[C]):
     """Reading, merging, saving and comparing configurations of one dataclass type.
 
-    `tuple_types` names the fields written as TOML arrays and the type of their items.
+    `tuple_types` names the fields written as TOML arrays and the type of their items;
+    `one_or_many` those of them that also take a single value (a list that used to be one
+    value, such as `data`: old recipes and saved runs keep working); they are saved as a
+    single value when they hold one, as before, and left out when empty.
     """
 
-    def __init__(self, cls: type[C], tuple_types: dict[str, type]) -> None:
+    def __init__(self, cls: type[C], tuple_types: dict[str, type],
+                 one_or_many: frozenset[str] = frozenset()) -> None:
         self.cls = cls
+        self.one_or_many = one_or_many
         self.fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
         self.tuple_types = tuple_types
         self.tuple_lengths = {n: tuple_length(self.fields[n].type) for n in tuple_types}
@@ -68,6 +73,8 @@ class RecipeSchema(Generic[C]):
 
     def coerce(self, name: str, value: Any, source: str) -> Any:
         if name in self.tuple_types and value is not None:
+            if name in self.one_or_many and not isinstance(value, list | tuple):
+                value = [value]
             if not isinstance(value, list | tuple):
                 raise UsageError(f"{source}: `{name}` must be a list, got {value!r}")
             length = self.tuple_lengths[name]
@@ -140,7 +147,10 @@ class RecipeSchema(Generic[C]):
         tables: dict[str, dict[str, Any]] = {}
         for name, f in self.fields.items():
             if f.metadata["section"] != "run":
-                tables.setdefault(f.metadata["section"], {})[name] = getattr(cfg, name)
+                value = getattr(cfg, name)
+                if name in self.one_or_many:  # as it was before it could be a list
+                    value = value[0] if len(value) == 1 else (value or None)
+                tables.setdefault(f.metadata["section"], {})[name] = value
         return dumps(tables, header=header)
 
     def number_problems(self, cfg: C) -> list[str]:
