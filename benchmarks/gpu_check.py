@@ -49,6 +49,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from reidcli.runtime.rundir import WEIGHTS_NAME
+
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from bench_cfs import LUPERSON, model_only, write_images, write_proxy  # noqa: E402
@@ -253,7 +255,7 @@ def check_extract(c: Check) -> None:
 
     p = c.profile
     run_dir = c.work / "finetune-bf16"
-    if not (run_dir / "model.safetensors").is_file():
+    if not (run_dir / WEIGHTS_NAME).is_file():
         raise RuntimeError("needs the finetune section's bf16 run (run it first)")
     spec = f"market1501:{c.data()}"
     ds = load_dataset(spec)

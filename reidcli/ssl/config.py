@@ -39,6 +39,8 @@ class PretrainConfig:
     data_root: str | None = setting(None, "data")
     subset: str | None = setting(None, "data")
     """Ordered list (e.g. a CFS list) of the images to use."""
+    data_options: tuple[str, ...] = setting((), "data")
+    """Dataset options `KEY=VALUE` (e.g. `duplicates=keep` for a list with repeated lines)."""
     keep: float | None = setting(None, "data")
     """Keep this leading fraction of the list."""
     # [input]
@@ -229,7 +231,7 @@ def backbone_problems(backbone: str, method: str) -> list[str]:
 SCHEMA = RecipeSchema(PretrainConfig, {
     "global_size": int, "local_size": int, "global_scale": float, "local_scale": float,
     "crop_aspect": float, "mean": float, "std": float, "mask_ratio": float,
-    "colour_jitter": float, "blur_sigma": float,
+    "colour_jitter": float, "blur_sigma": float, "data_options": str,
 })
 FIELDS = SCHEMA.fields
 
