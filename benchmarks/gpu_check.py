@@ -287,6 +287,7 @@ def _metric_diff(a: Any, b: Any) -> float:
 
 def check_retrieval(c: Check) -> None:
     from reidcli.retrieval.evaluate import evaluate_features
+    from reidcli.retrieval.pipeline import Retrieval
     from reidcli.retrieval.rerank import RerankParams
     from reidcli.retrieval.synthetic import synthetic_splits
 
@@ -297,7 +298,7 @@ def check_retrieval(c: Check) -> None:
         q, g = splits["query"], splits["gallery"]
         for rerank in (None, RerankParams()):
             run = functools.partial(evaluate_features, q.feats, g.feats, q.pids, q.camids,
-                                    g.pids, g.camids, rerank=rerank)
+                                    g.pids, g.camids, Retrieval(rerank=rerank))
             run(device=c.profile.device)  # warm-up (CUDA context, kernels)
             on_device, t_dev = _timed(lambda run=run: run(device=c.profile.device), c.device)
             on_cpu, t_cpu = _timed(lambda run=run: run(device="cpu"), torch.device("cpu"))

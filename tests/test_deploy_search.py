@@ -17,7 +17,7 @@ from reidcli.deploy.export import ExportOptions, export_onnx
 from reidcli.deploy.search import SearchOptions, search
 from reidcli.errors import ReidError
 from reidcli.inference.extract import ExtractOptions, extract_bank
-from reidcli.retrieval import evaluate_bank, read_bank
+from reidcli.retrieval import evaluate_path, read_bank
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +66,7 @@ def test_extract_onnx_bank_equals_torch_bank(model, market: Path, tmp_path: Path
             want = t[split].read_features()
             np.testing.assert_allclose(o[split].read_features(), want,
                                        atol=1e-4 * np.abs(want).max())
-    rt, ro = evaluate_bank(torch_bank), evaluate_bank(onnx_bank)
+    rt, ro = evaluate_path(torch_bank), evaluate_path(onnx_bank)
     assert 0 < rt.mAP < 1  # a random model: not a trivial ranking either way
     assert (ro.mAP, ro.rank1, ro.mINP) == pytest.approx((rt.mAP, rt.rank1, rt.mINP), abs=1e-9)
     flipped = _extract(market, tmp_path / "of.h5", checkpoint=None, onnx=graph, flip=True)

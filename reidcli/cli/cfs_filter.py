@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.markup import escape
 
-from reidcli.cli.common import parse_size, state
+from reidcli.cli.common import (
+    amp_option,
+    batch_size_option,
+    device_option,
+    parse_size,
+    state,
+    workers_option,
+)
 from reidcli.utils.logging import console
 
 PANEL_DATA = "Data and selection"
@@ -82,16 +90,10 @@ def cfs_filter(
         256, "--check-sample", min=0, help="Target images the self-check scores to see where "
         "they rank among the source (0: no check; needs --target).",
         rich_help_panel=PANEL_RUN),
-    batch_size: int = typer.Option(
-        256, "--batch-size", "-b", min=1, help="Scoring batch size.",
-        rich_help_panel=PANEL_RUN),
-    workers: int = typer.Option(
-        4, "--workers", "-j", min=0, help="DataLoader workers.", rich_help_panel=PANEL_RUN),
-    device: str = typer.Option(
-        "auto", "--device", help="auto, cpu, cuda or cuda:N.", rich_help_panel=PANEL_RUN),
-    amp: str = typer.Option(
-        "auto", "--amp", help="auto|bf16|fp16|off (auto: fp16 on CUDA, off on CPU).",
-        rich_help_panel=PANEL_RUN),
+    batch_size: Annotated[int, batch_size_option(PANEL_RUN, "Scoring batch size.")] = 256,
+    workers: Annotated[int, workers_option(PANEL_RUN)] = 4,
+    device: Annotated[str, device_option(PANEL_RUN)] = "auto",
+    amp: Annotated[str, amp_option(PANEL_RUN)] = "auto",
     seed: int = typer.Option(
         0, "--seed", help="Seed of the proxy sample and proxy training.",
         rich_help_panel=PANEL_RUN),

@@ -22,8 +22,8 @@ from reidcli.data.records import ImageRecord
 from reidcli.deploy.embedder import Embedder
 from reidcli.errors import BankError, ReidError
 from reidcli.retrieval.bank import Split, read_bank
-from reidcli.retrieval.distances import knn, prepare_features, stable_topk
-from reidcli.retrieval.rerank import RerankParams, rerank
+from reidcli.retrieval.pipeline import Retrieval
+from reidcli.retrieval.rerank import RerankParams
 from reidcli.runtime.files import file_sha256
 from reidcli.utils.io import atomic_path, atomic_write_text
 from reidcli.visualize.ranking import Match, MatchKind, RankedQuery
@@ -162,17 +162,20 @@ def _gallery_split(path: Path, name: str | None, embedder: Embedder,
     return split
 
 
-def rank(query: np.ndarray, gallery: np.ndarray, k: int, rerank_on: bool
+def rank(query: np.ndarray, gallery: np.ndarray, k: int, retrieval: Retrieval
          ) -> tuple[np.ndarray, np.ndarray]:
-    """(distances, gallery indices) of each query's k nearest, nearest first."""
+    """(distances, gallery indices) of each query's k nearest, nearest first.
+
+    Every gallery item takes part: a search gallery is unlabelled.
+    """
     with torch.inference_mode():
-        q = prepare_features(query, "cosine")
-        g = prepare_features(gallery, "cosine")
-        if rerank_on:
-            vals, idx = stable_topk(rerank(q, g, RerankParams()), k)
-        else:
-            vals, idx = knn(q, g, k)
+        vals, idx = retrieval.topk(*retrieval.prepare(query, gallery), k)
     return vals.numpy(), idx.numpy()
+
+
+def search_retrieval(rerank_on: bool) -> Retrieval:
+    """Cosine distances, re-ranked with the published defaults when asked."""
+    return Retrieval(rerank=RerankParams() if rerank_on else None)
 
 
 def search(opts: SearchOptions) -> SearchResult:
@@ -185,7 +188,7 @@ def search(opts: SearchOptions) -> SearchResult:
     gallery = _gallery_split(bank, opts.gallery_split, embedder, opts)
     cams = np.array([r.camid for r in records], np.int64)
     feats = embedder.embed([r.path for r in records], camids=cams)
-    dists, idx = rank(feats, gallery.read_features(), opts.k, opts.rerank)
+    dists, idx = rank(feats, gallery.read_features(), opts.k, search_retrieval(opts.rerank))
     paths = gallery.read_paths()
     ranked = [RankedQuery(i, r.path, -1, r.camid, [
         Match(paths[j], -1, int(gallery.camids[j]), float(d), MatchKind.UNLABELLED, int(j))
