@@ -429,3 +429,23 @@ def test_pretrain_and_cfs_sources_take_the_duplicates_choice(tmp_path: Path) -> 
         load_paths(PretrainConfig(data=spec, data_options=("duplicates=error",)))
     assert len(load_source(spec).relative) == 2
     assert len(load_source(spec, options=("duplicates=keep",)).relative) == 3
+
+
+def test_duplicates_choice_reaches_pretrain_and_cfs_filter_from_the_cli(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import reidcli.selection as selection
+    import reidcli.ssl as ssl
+
+    seen: dict[str, object] = {}
+    # Each records what the CLI built and returns None (as a non-zero torchrun rank does).
+    monkeypatch.setattr(ssl, "pretrain", lambda cfg: seen.update(pretrain=cfg))
+    monkeypatch.setattr(selection, "cfs_filter", lambda opts: seen.update(cfs=opts))
+    root = _luperson(tmp_path, ["imgs/0.jpg", "imgs/0.jpg"])
+    runner.invoke(app, ["pretrain", "--data", f"luperson:{root}", "-O", "duplicates=keep",
+                        "-o", str(tmp_path / "run")], catch_exceptions=False)
+    assert seen["pretrain"].data_options == ("duplicates=keep",)
+    runner.invoke(app, ["cfs-filter", "--source", f"luperson:{root}", "--source-option",
+                        "duplicates=error", "--keep", "0.5", "-o", str(tmp_path / "l.txt")],
+                  catch_exceptions=False)
+    assert seen["cfs"].source_options == ("duplicates=error",)

@@ -50,6 +50,10 @@ def cfs_filter(
     data_root: str | None = typer.Option(
         None, "--data-root", help="Where dataset NAMEs are looked up ($REID_DATA_ROOT, "
         "./data).", rich_help_panel=PANEL_DATA),
+    source_option: list[str] | None = typer.Option(
+        None, "--source-option", metavar="KEY=VALUE", help="Option of the source dataset, "
+        "repeatable (e.g. duplicates=keep to keep repeated list lines).",
+        rich_help_panel=PANEL_DATA),
     source_model: Path | None = typer.Option(
         None, "--source-model", help="Run directory of the source proxy theta_s (e.g. a "
         "`reid pretrain` run); trained here if absent.", rich_help_panel=PANEL_PROXY),
@@ -128,6 +132,7 @@ def cfs_filter(
         source=source, target=target, output=output or _default_output(target), keep=keep,
         keep_count=keep_count, scores=scores, source_model=source_model,
         target_model=target_model, proxy=proxy, data_root=data_root, workdir=workdir,
+        source_options=tuple(source_option or ()),
         batch_size=batch_size, workers=workers, device=device, amp=amp, overwrite=overwrite,
         progress=not state.quiet, check_sample=check_sample,
     ))

@@ -46,6 +46,8 @@ _data = override_options(PANEL_DATA, DEFAULTS, {
                   "$REID_DATA_ROOT)."),
     "subset": (str, "--subset", "Ordered image list to use (e.g. from `reid cfs-filter`)."),
     "keep": (float, "--keep", "Keep this leading fraction of the list (e.g. 0.5)."),
+    "data_option": (list[str], "--data-option -O", "Dataset option KEY=VALUE, repeatable "
+                    "(e.g. -O duplicates=keep to keep repeated list lines)."),
     "size": (str, "--size", "Global crop size HxW (default: 256x128)."),
     "local_size": (str, "--local-size", "Local crop size HxW"),
     "local_crops": (int, "--local-crops", "Local crops per image, dino/dino-mim"),
@@ -96,6 +98,7 @@ def pretrain(ctx: typer.Context, run: RunArgs | None = None) -> None:
         "size": ("global_size", parse_size),
         "local_size": ("local_size", parse_size),
         "person_crops": ("crop_aspect", lambda on: (0.4, 0.6) if on else (3 / 4, 4 / 3)),
+        "data_option": ("data_options", lambda pairs: tuple(pairs) or None),
     })
     overrides |= {"progress": not state.quiet, "output": str(run.output), "resume": run.resume}
     run_pretrain(run.config(resolve_config, resume_config, overrides))
