@@ -42,13 +42,16 @@ def search(
     workers: Annotated[int, workers_option(help="DataLoader workers for gallery "
                                            "extraction.")] = 0,
     shown: int = typer.Option(5, "--show", min=0, help="Matches per query in the table."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --json or "
+                                   "-o file that reid search did not write."),
 ) -> None:
     """Rank an unlabelled gallery for each query image, nearest first (cosine distance)."""
     result = run_search(SearchOptions(
         queries=queries, gallery=gallery, checkpoint=checkpoint, onnx=onnx, k=k,
         rerank=rerank, json=json_path, picture=output, save_bank=save_bank,
         gallery_split=gallery_split, cam_regex=cam_regex, flip=flip, device=device,
-        batch_size=batch_size, workers=workers, progress=not state.quiet))
+        batch_size=batch_size, workers=workers, progress=not state.quiet,
+        overwrite=overwrite))
     if state.quiet:
         return
     if shown:

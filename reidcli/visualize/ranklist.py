@@ -102,6 +102,13 @@ class ImageLoader:
         return None
 
 
+def picture_tag() -> PngInfo:
+    """The PNG text chunk that marks a ranked-list picture as ours (so it may be replaced)."""
+    tag = PngInfo()
+    tag.add_text(SOFTWARE_KEY, SOFTWARE)
+    return tag
+
+
 def is_our_picture(path: Path) -> bool:
     """Whether `path` is a PNG drawn by `render_ranklist` (tagged in its text chunk)."""
     try:
@@ -143,10 +150,8 @@ def _render(source: Path, opts: RankOptions) -> RankResult:
         log.warning("%d of %d images could not be read and are drawn as grey tiles (first: %s)",
                     len(loader.missing), len(loader.missing) + loader.found, loader.missing[0])
     output = Path(opts.output)
-    tag = PngInfo()
-    tag.add_text(SOFTWARE_KEY, SOFTWARE)
     with atomic_path(output, suffix=".png") as tmp:
-        canvas.save(tmp, format="PNG", pnginfo=tag)
+        canvas.save(tmp, format="PNG", pnginfo=picture_tag())
     return RankResult(output, canvas.size, ranked, len(loader.missing))
 
 
