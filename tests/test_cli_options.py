@@ -96,7 +96,7 @@ def test_run_options_reach_the_config(command, module, seed, monkeypatch, tmp_pa
 
 @pytest.mark.parametrize(("command", "config", "own"), [
     ("finetune", FinetuneConfig, {"batch", "soft_margin", "data_option"}),
-    ("pretrain", PretrainConfig, {"size", "person_crops"})])
+    ("pretrain", PretrainConfig, {"size", "person_crops", "data_option"})])
 def test_every_recipe_option_names_a_config_field(command, config, own) -> None:
     """`recipe_overrides` passes each typed option on by its parameter name."""
     import typer.main
