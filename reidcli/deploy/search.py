@@ -25,7 +25,7 @@ from reidcli.retrieval.bank import Split, read_bank
 from reidcli.retrieval.pipeline import Retrieval
 from reidcli.retrieval.rerank import RerankParams
 from reidcli.runtime.files import file_sha256
-from reidcli.utils.io import atomic_path, atomic_write_text
+from reidcli.utils.io import atomic_path, atomic_write_text, json_with_keys
 from reidcli.utils.outputs import Output, check_output, claim_output
 from reidcli.visualize.ranking import Match, MatchKind, RankedQuery
 
@@ -183,12 +183,7 @@ def search_retrieval(rerank_on: bool) -> Retrieval:
 
 def is_search_json(path: Path) -> bool:
     """Whether `path` holds ranked lists written by `reid search --json`."""
-    try:
-        with path.open(encoding="utf-8") as f:
-            data = json.loads(f.read(1 << 22))
-    except (OSError, ValueError):
-        return False
-    return isinstance(data, dict) and {"model", "gallery_bank", "queries"} <= data.keys()
+    return json_with_keys(path, ("model", "gallery_bank", "queries"))
 
 
 def _claims(opts: SearchOptions) -> list[Output]:

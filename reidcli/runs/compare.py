@@ -26,7 +26,7 @@ from reidcli.errors import ReidError
 from reidcli.runtime.rundir import RunDir
 from reidcli.ssl.config import runtime_fields as pretrain_runtime_fields
 from reidcli.training.config import runtime_fields as finetune_runtime_fields
-from reidcli.utils.io import atomic_write_text
+from reidcli.utils.io import atomic_write_text, json_with_keys
 from reidcli.utils.outputs import Output, claim_output
 
 SCORES = ("mAP", "R1", "mINP")
@@ -249,11 +249,7 @@ def _plain(value: Any) -> Any:
 
 def is_comparison_json(path: Path) -> bool:
     """Whether `path` holds a comparison written by `write_comparison_json`."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(data, dict) and {"differing_keys", "runs", "groups"} <= data.keys()
+    return json_with_keys(path, ("differing_keys", "runs", "groups"))
 
 
 def write_comparison_json(cmp: Comparison, path: str | os.PathLike[str],
