@@ -38,6 +38,7 @@ from reidcli.deploy.export import ExportOptions, export_onnx
 from reidcli.inference.graph import DeployModule
 from reidcli.inference.onnx_model import OnnxModel
 from reidcli.models import ModelConfig, build_model, load_model, save_model
+from reidcli.runtime.rundir import WEIGHTS_NAME
 
 REPO = Path(__file__).resolve().parent.parent
 MODELS = [("vit-small-demo", (128, 64)), ("vit-b", (256, 128))]
@@ -68,7 +69,7 @@ QUICK_SETTINGS = {"batch": 8, "rounds": 1, "latency_calls": 2, "batch_calls": 1}
 def _prepare(backbone: str, size: tuple[int, int], out: Path, device: str, compile_: bool,
              fp16: bool) -> dict[str, Callable[[np.ndarray], object]]:
     run = out / f"{backbone}-{size[0]}x{size[1]}"
-    if not (run / "model.safetensors").exists():
+    if not (run / WEIGHTS_NAME).exists():
         torch.manual_seed(0)
         cfg = ModelConfig(backbone=backbone, img_size=size, drop_path=0.0)
         save_model(run, build_model(cfg), cfg)

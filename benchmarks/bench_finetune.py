@@ -36,6 +36,8 @@ from pathlib import Path
 
 from machine import cpu_name
 
+from reidcli.runtime.rundir import WEIGHTS_NAME
+
 REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = REPO / ".venv" / "bin"
 REID = str(VENV_BIN / "reid") if (VENV_BIN / "reid").exists() else "reid"
@@ -112,7 +114,7 @@ def evaluate_run(log: Log, label: str, run_dir: Path, data: Path,
     """`reid extract` the run's model over query/gallery, then `reid evaluate` the bank."""
     bank = run_dir / "feats.h5"
     result = run_dir / "eval.json"
-    weights = run_dir / "model.safetensors"
+    weights = run_dir / WEIGHTS_NAME
     if args.reuse and result.exists() and result.stat().st_mtime > weights.stat().st_mtime:
         return json.loads(result.read_text())
     log.run(f"extract {label}", [
@@ -124,7 +126,7 @@ def evaluate_run(log: Log, label: str, run_dir: Path, data: Path,
 
 
 def untrained(log: Log, run_dir: Path, args: argparse.Namespace, seed: int) -> None:
-    if args.reuse and (run_dir / "model.safetensors").exists():
+    if args.reuse and (run_dir / WEIGHTS_NAME).exists():
         return
     run_dir.mkdir(parents=True, exist_ok=True)
     log.run("untrained init", [PYTHON, "-c", UNTRAINED_SNIPPET, args.backbone, args.size,

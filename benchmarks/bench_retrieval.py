@@ -26,6 +26,7 @@ import numpy as np
 
 from reidcli.retrieval.bank import read_bank, write_bank
 from reidcli.retrieval.evaluate import EvalOptions, evaluate_features
+from reidcli.retrieval.pipeline import Retrieval
 from reidcli.retrieval.rerank import RerankParams, rerank
 from reidcli.retrieval.synthetic import SyntheticSpec, synthetic_splits
 
@@ -63,7 +64,7 @@ def step_ours_eval(bank: str, rerank_on: bool) -> None:
     q, g = _load(bank)
     t = time.perf_counter()
     r = evaluate_features(q.feats, g.feats, q.pids, q.camids, g.pids, g.camids,
-                          rerank=RerankParams() if rerank_on else None,
+                          Retrieval(rerank=RerankParams() if rerank_on else None),
                           options=EvalOptions())
     _emit(compute_s=time.perf_counter() - t, mAP=r.mAP, mINP=r.mINP, cmc=r.cmc,
           num_valid_queries=r.num_valid_queries)

@@ -49,6 +49,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from reidcli.runtime.rundir import WEIGHTS_NAME
+
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from bench_cfs import LUPERSON, model_only, write_images, write_proxy  # noqa: E402
@@ -253,7 +255,7 @@ def check_extract(c: Check) -> None:
 
     p = c.profile
     run_dir = c.work / "finetune-bf16"
-    if not (run_dir / "model.safetensors").is_file():
+    if not (run_dir / WEIGHTS_NAME).is_file():
         raise RuntimeError("needs the finetune section's bf16 run (run it first)")
     spec = f"market1501:{c.data()}"
     ds = load_dataset(spec)
@@ -285,6 +287,7 @@ def _metric_diff(a: Any, b: Any) -> float:
 
 def check_retrieval(c: Check) -> None:
     from reidcli.retrieval.evaluate import evaluate_features
+    from reidcli.retrieval.pipeline import Retrieval
     from reidcli.retrieval.rerank import RerankParams
     from reidcli.retrieval.synthetic import synthetic_splits
 
@@ -295,7 +298,7 @@ def check_retrieval(c: Check) -> None:
         q, g = splits["query"], splits["gallery"]
         for rerank in (None, RerankParams()):
             run = functools.partial(evaluate_features, q.feats, g.feats, q.pids, q.camids,
-                                    g.pids, g.camids, rerank=rerank)
+                                    g.pids, g.camids, Retrieval(rerank=rerank))
             run(device=c.profile.device)  # warm-up (CUDA context, kernels)
             on_device, t_dev = _timed(lambda run=run: run(device=c.profile.device), c.device)
             on_cpu, t_cpu = _timed(lambda run=run: run(device="cpu"), torch.device("cpu"))

@@ -29,6 +29,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from reidcli.runtime.rundir import RunDir
+
 SIZE = (64, 32)
 # The full `reid demo`'s model, data sizes and fine-tuning (docs/demo.md).
 COMMON: dict[str, Any] = dict(
@@ -73,8 +75,9 @@ def train(out: Path, data: Path, seed: int, **kw: Any) -> list[dict[str, Any]] |
 def _train(out: Path, data: Path, seed: int, **kw: Any) -> list[dict[str, Any]]:
     from reidcli.training import FinetuneConfig, finetune
 
-    metrics = out / "metrics.jsonl"
-    if not (out / "trainer.pt").is_file() or not metrics.is_file():
+    run = RunDir(out)
+    metrics = run.metrics_path
+    if not run.has_checkpoint() or not metrics.is_file():
         cfg = FinetuneConfig(data=f"market1501:{data}", output=str(out), seed=seed,
                              **{**COMMON, **kw})
         if out.exists():

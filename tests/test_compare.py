@@ -150,3 +150,21 @@ def test_cli_on_real_runs(tmp_path: Path) -> None:
     assert json.loads(path.read_text()) == comparison_json(compare_runs(runs))
     result = CliRunner().invoke(app, ["compare", str(tmp_path / "nothing")])
     assert result.exit_code == 1 and "not a training run" in " ".join(result.output.split())
+
+
+def test_json_never_replaces_a_run_file_or_a_foreign_file(tmp_path: Path) -> None:
+    a = _finetune_run(tmp_path / "a", 0.5, seed=0)
+    b = _finetune_run(tmp_path / "b", 0.6, seed=1)
+    runner = CliRunner()
+    metrics = RunDir(a).metrics_path
+    before = metrics.read_text()
+    res = runner.invoke(app, ["compare", str(a), str(b), "--json", str(metrics)])
+    assert res.exit_code == 1 and "input" in res.output and metrics.read_text() == before
+    notes = tmp_path / "notes.json"
+    notes.write_text("{}")
+    res = runner.invoke(app, ["compare", str(a), str(b), "--json", str(notes)])
+    assert res.exit_code == 1 and "--overwrite" in res.output and notes.read_text() == "{}"
+    for extra in (["--overwrite"], []):  # then it is ours: replaced without being told
+        res = runner.invoke(app, ["compare", str(a), str(b), "--json", str(notes), *extra])
+        assert res.exit_code == 0, res.output
+        assert json.loads(notes.read_text())["differing_keys"] == ["seed"]

@@ -17,7 +17,7 @@ from reidcli.deploy.export import ExportOptions, export_onnx
 from reidcli.deploy.search import SearchOptions, search
 from reidcli.errors import ReidError
 from reidcli.inference.extract import ExtractOptions, extract_bank
-from reidcli.retrieval import evaluate_bank, read_bank
+from reidcli.retrieval import evaluate_path, read_bank
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +66,7 @@ def test_extract_onnx_bank_equals_torch_bank(model, market: Path, tmp_path: Path
             want = t[split].read_features()
             np.testing.assert_allclose(o[split].read_features(), want,
                                        atol=1e-4 * np.abs(want).max())
-    rt, ro = evaluate_bank(torch_bank), evaluate_bank(onnx_bank)
+    rt, ro = evaluate_path(torch_bank), evaluate_path(onnx_bank)
     assert 0 < rt.mAP < 1  # a random model: not a trivial ranking either way
     assert (ro.mAP, ro.rank1, ro.mINP) == pytest.approx((rt.mAP, rt.rank1, rt.mINP), abs=1e-9)
     flipped = _extract(market, tmp_path / "of.h5", checkpoint=None, onnx=graph, flip=True)
@@ -193,3 +193,24 @@ def test_tracker_example_in_the_docs_runs(model) -> None:
     sims = scope["update"](frame, boxes, [1, 2])
     assert sims[1][0] == pytest.approx(1.0, abs=1e-5) and sims[2][1] == pytest.approx(1.0, abs=1e-5)
     assert sims[1][1] < 0.9999
+
+
+def test_search_outputs_never_replace_an_input_or_a_foreign_file(model, tmp_path: Path) -> None:
+    run, _ = model
+    write_gallery(tmp_path / "gallery", ids=2, per_id=1)
+    query = next((tmp_path / "gallery").iterdir())
+    before = query.read_bytes()
+    base = dict(queries=query, gallery=tmp_path / "gallery", checkpoint=run,
+                save_bank=tmp_path / "b.h5", device="cpu", progress=False)
+    with pytest.raises(ReidError, match="input"):
+        search(SearchOptions(**base, picture=query))
+    assert query.read_bytes() == before
+    notes = tmp_path / "notes.json"
+    notes.write_text('{"mine": 1}')
+    with pytest.raises(ReidError, match="--overwrite"):
+        search(SearchOptions(**base, json=notes))
+    assert notes.read_text() == '{"mine": 1}'
+    search(SearchOptions(**base, json=notes, overwrite=True))
+    search(SearchOptions(**base, json=notes, picture=tmp_path / "r.png"))  # ours: replaced
+    assert "queries" in json.loads(notes.read_text())
+    search(SearchOptions(**base, picture=tmp_path / "r.png"))  # a picture search drew

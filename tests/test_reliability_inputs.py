@@ -414,3 +414,38 @@ def test_old_run_with_a_relative_data_path_still_resumes(
     config.write_text(config.read_text().replace(str(work / "data" / "m"), "data/m"))
     result = finetune(resume_config(Path("runs/a"), {"progress": False}))
     assert result.start_epoch == 2
+
+
+def test_pretrain_and_cfs_sources_take_the_duplicates_choice(tmp_path: Path) -> None:
+    from reidcli.selection.pipeline import load_source
+    from reidcli.ssl.config import PretrainConfig
+    from reidcli.ssl.engine import load_paths
+
+    root = _luperson(tmp_path, ["imgs/0.jpg", "imgs/1.jpg", "imgs/0.jpg"])
+    spec = f"luperson:{root}"
+    assert len(load_paths(PretrainConfig(data=spec))) == 2
+    assert len(load_paths(PretrainConfig(data=spec, data_options=("duplicates=keep",)))) == 3
+    with pytest.raises(DatasetError, match="line 3 repeats line 1"):
+        load_paths(PretrainConfig(data=spec, data_options=("duplicates=error",)))
+    assert len(load_source(spec).relative) == 2
+    assert len(load_source(spec, options=("duplicates=keep",)).relative) == 3
+
+
+def test_duplicates_choice_reaches_pretrain_and_cfs_filter_from_the_cli(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import reidcli.selection as selection
+    import reidcli.ssl as ssl
+
+    seen: dict[str, object] = {}
+    # Each records what the CLI built and returns None (as a non-zero torchrun rank does).
+    monkeypatch.setattr(ssl, "pretrain", lambda cfg: seen.update(pretrain=cfg))
+    monkeypatch.setattr(selection, "cfs_filter", lambda opts: seen.update(cfs=opts))
+    root = _luperson(tmp_path, ["imgs/0.jpg", "imgs/0.jpg"])
+    runner.invoke(app, ["pretrain", "--data", f"luperson:{root}", "-O", "duplicates=keep",
+                        "-o", str(tmp_path / "run")], catch_exceptions=False)
+    assert seen["pretrain"].data_options == ("duplicates=keep",)
+    runner.invoke(app, ["cfs-filter", "--source", f"luperson:{root}", "--source-option",
+                        "duplicates=error", "--keep", "0.5", "-o", str(tmp_path / "l.txt")],
+                  catch_exceptions=False)
+    assert seen["cfs"].source_options == ("duplicates=error",)

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from reidcli.cli.app import app
 from reidcli.retrieval.bank import write_bank
-from reidcli.retrieval.evaluate import evaluate_bank
+from reidcli.retrieval.evaluate import evaluate_path
 from reidcli.retrieval.synthetic import SyntheticSpec, synthetic_splits
 
 runner = CliRunner()
@@ -39,7 +39,7 @@ def test_json_to_stdout_is_pure_json(bank) -> None:
     assert len(d["cmc"]) == 30 and d["rank1"] == d["cmc"][0] and d["rank5"] == d["cmc"][4]
     assert 0.0 <= d["mINP"] <= d["mAP"] <= 1.0
     assert d["num_queries"] == 40
-    expected = evaluate_bank(bank)
+    expected = evaluate_path(bank)
     assert d["mAP"] == pytest.approx(expected.mAP)
 
 

@@ -13,6 +13,7 @@ from reidcli.retrieval.evaluate import (
     evaluate_blocks,
     evaluate_features,
 )
+from reidcli.retrieval.pipeline import Retrieval
 
 
 def _blocks(dist: np.ndarray, rows: int):
@@ -70,7 +71,7 @@ def test_features_match_reference_exactly_for_integer_features() -> None:
     qf = rng.integers(-3, 4, (50, 6)).astype(np.float32)
     gf = rng.integers(-3, 4, (400, 6)).astype(np.float32)
     ref = ref_evaluate(dense_sqdist(qf, gf), qp, qc, gp, gc, max_rank=20)
-    got = evaluate_features(qf, gf, qp, qc, gp, gc, metric="euclidean",
+    got = evaluate_features(qf, gf, qp, qc, gp, gc, Retrieval("euclidean"),
                             options=EvalOptions(max_rank=20, budget=4096))
     _check(got, ref, max_rank=20)
     assert len(got.cmc) == 20
@@ -83,7 +84,7 @@ def test_cosine_metric_and_float16_features() -> None:
     gf = rng.standard_normal((250, 16)).astype(np.float16)
     ref = ref_evaluate(dense_sqdist(qf.astype(np.float32), gf.astype(np.float32), "cosine"),
                        qp, qc, gp, gc)
-    got = evaluate_features(qf, gf, qp, qc, gp, gc, metric="cosine")
+    got = evaluate_features(qf, gf, qp, qc, gp, gc, Retrieval("cosine"))
     _check(got, ref)
     assert got.metric == "cosine" and got.rerank is None
 

@@ -9,6 +9,7 @@ from test_retrieval_reference import dense_sqdist, ref_dba, ref_evaluate, ref_qe
 from reidcli.retrieval.distances import prepare_features
 from reidcli.retrieval.evaluate import evaluate_features
 from reidcli.retrieval.expansion import database_augmentation, expand, query_expansion
+from reidcli.retrieval.pipeline import Retrieval
 
 
 @pytest.mark.parametrize("k", [1, 3, 10])
@@ -47,7 +48,7 @@ def test_cosine_expansion_is_renormalised_and_evaluates_like_reference() -> None
     # DBA makes mutual neighbours exactly equal, so the metrics are compared on the library's
     # own expanded features (checked above) to keep float rounding out of those ties.
     ref = ref_evaluate(dense_sqdist(q_ours.numpy(), g_ours.numpy()), qp, qc, gp, gc)
-    got = evaluate_features(q, g, qp, qc, gp, gc, qe=3, dba=2)
+    got = evaluate_features(q, g, qp, qc, gp, gc, Retrieval(qe=3, dba=2))
     assert got.mAP == pytest.approx(ref["mAP"], abs=1e-6)
     assert (got.qe, got.dba) == (3, 2)
 

@@ -9,6 +9,7 @@ from test_retrieval_reference import ref_evaluate, ref_rerank, reid_labels
 
 from reidcli.retrieval.distances import prepare_features
 from reidcli.retrieval.evaluate import EvalOptions, evaluate_features
+from reidcli.retrieval.pipeline import Retrieval
 from reidcli.retrieval.rerank import RerankParams, rerank, rerank_blocks
 
 
@@ -70,7 +71,7 @@ def test_rerank_then_evaluate_matches_reference_pipeline() -> None:
     qf = centres[qp] + 0.8 * rng.standard_normal((30, 16))
     gf = centres[np.maximum(gp, 0)] + 0.8 * rng.standard_normal((200, 16))
     ref = ref_evaluate(ref_rerank(qf, gf, 20, 6, 0.3, "cosine"), qp, qc, gp, gc)
-    got = evaluate_features(qf, gf, qp, qc, gp, gc, rerank=RerankParams(),
+    got = evaluate_features(qf, gf, qp, qc, gp, gc, Retrieval(rerank=RerankParams()),
                             options=EvalOptions(budget=8192))
     assert got.mAP == pytest.approx(ref["mAP"], abs=1e-9)
     assert got.rank1 == pytest.approx(ref["cmc"][0])

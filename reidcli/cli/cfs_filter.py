@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.markup import escape
 
-from reidcli.cli.common import parse_size, state
+from reidcli.cli.common import (
+    amp_option,
+    batch_size_option,
+    device_option,
+    parse_size,
+    state,
+    workers_option,
+)
 from reidcli.utils.logging import console
 
 PANEL_DATA = "Data and selection"
@@ -42,6 +50,10 @@ def cfs_filter(
     data_root: str | None = typer.Option(
         None, "--data-root", help="Where dataset NAMEs are looked up ($REID_DATA_ROOT, "
         "./data).", rich_help_panel=PANEL_DATA),
+    source_option: list[str] | None = typer.Option(
+        None, "--source-option", metavar="KEY=VALUE", help="Option of the source dataset, "
+        "repeatable (e.g. duplicates=keep to keep repeated list lines).",
+        rich_help_panel=PANEL_DATA),
     source_model: Path | None = typer.Option(
         None, "--source-model", help="Run directory of the source proxy theta_s (e.g. a "
         "`reid pretrain` run); trained here if absent.", rich_help_panel=PANEL_PROXY),
@@ -82,16 +94,10 @@ def cfs_filter(
         256, "--check-sample", min=0, help="Target images the self-check scores to see where "
         "they rank among the source (0: no check; needs --target).",
         rich_help_panel=PANEL_RUN),
-    batch_size: int = typer.Option(
-        256, "--batch-size", "-b", min=1, help="Scoring batch size.",
-        rich_help_panel=PANEL_RUN),
-    workers: int = typer.Option(
-        4, "--workers", "-j", min=0, help="DataLoader workers.", rich_help_panel=PANEL_RUN),
-    device: str = typer.Option(
-        "auto", "--device", help="auto, cpu, cuda or cuda:N.", rich_help_panel=PANEL_RUN),
-    amp: str = typer.Option(
-        "auto", "--amp", help="auto|bf16|fp16|off (auto: fp16 on CUDA, off on CPU).",
-        rich_help_panel=PANEL_RUN),
+    batch_size: Annotated[int, batch_size_option(PANEL_RUN, "Scoring batch size.")] = 256,
+    workers: Annotated[int, workers_option(PANEL_RUN)] = 4,
+    device: Annotated[str, device_option(PANEL_RUN)] = "auto",
+    amp: Annotated[str, amp_option(PANEL_RUN)] = "auto",
     seed: int = typer.Option(
         0, "--seed", help="Seed of the proxy sample and proxy training.",
         rich_help_panel=PANEL_RUN),
@@ -126,6 +132,7 @@ def cfs_filter(
         source=source, target=target, output=output or _default_output(target), keep=keep,
         keep_count=keep_count, scores=scores, source_model=source_model,
         target_model=target_model, proxy=proxy, data_root=data_root, workdir=workdir,
+        source_options=tuple(source_option or ()),
         batch_size=batch_size, workers=workers, device=device, amp=amp, overwrite=overwrite,
         progress=not state.quiet, check_sample=check_sample,
     ))

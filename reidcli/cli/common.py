@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
+from collections.abc import Callable, Mapping
+from enum import StrEnum
+from typing import Annotated, Any, TypeVar, get_type_hints
 
 import click
 import typer
@@ -13,6 +18,7 @@ from reidcli.errors import ReidError
 from reidcli.utils.logging import console
 
 log = logging.getLogger("reidcli")
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class CliState:
@@ -51,3 +57,126 @@ def parse_size(text: str) -> tuple[int, int]:
     if h <= 0 or w <= 0:
         raise typer.BadParameter(f"sizes must be positive, got {text!r}")
     return h, w
+
+
+
+def given(**options: Any) -> dict[str, Any]:
+    """The options that were typed: every option of a recipe-backed command defaults to
+    None, so that only those override the recipe."""
+    return {k: v for k, v in options.items() if v is not None}
+
+
+def recipe_overrides(ctx: click.Context, skip: tuple[str, ...] = (),
+                     convert: Mapping[str, tuple[str, Callable[[Any], Any]]] | None = None
+                     ) -> dict[str, Any]:
+    """The typed options of a recipe-backed command as config overrides: every parameter
+    that is not None sets the config field of its name, or `convert[name]` = (field,
+    function of the value); `skip` lists the parameters handled by the command itself."""
+    out: dict[str, Any] = {}
+    for name, value in ctx.params.items():
+        if name in skip or value is None:
+            continue
+        field, fn = (convert or {}).get(name, (name, None))
+        out[field] = fn(value) if fn is not None else value
+    return given(**out)
+
+
+def typed(ctx: click.Context, names: Mapping[str, str] | None = None) -> list[str]:
+    """Parameters typed on the command line (not left at their default), renamed by `names`.
+
+    By name: typer ships its own copy of click, whose ParameterSource is another enum.
+    """
+    return [(names or {}).get(param, param) for param in ctx.params
+            if getattr(ctx.get_parameter_source(param), "name", None) == "COMMANDLINE"]
+
+
+def default_help(defaults: Mapping[str, object], name: str, text: str) -> str:
+    """`text (default: X)`, X from the stage's defaults (HxW sizes, on/off switches)."""
+    value = defaults[name]
+    if isinstance(value, tuple) and len(value) == 2:
+        value = f"{value[0]}x{value[1]}"
+    elif isinstance(value, bool):
+        value = "on" if value else "off"
+    return f"{text} (default: {value})."
+
+
+def option_group(target: str | None, build: Callable[..., Any],
+                 options: Mapping[str, tuple[Any, Any]]) -> Callable[[F], F]:
+    """Options several commands share, declared once: the decorated command gets them in its
+    signature (so typer parses and documents them) and receives `build(**values)` as its
+    parameter `target` (with None, nothing: the values are in the click context's params).
+    `options` maps a parameter name to (type, `typer.Option(...)`).
+    """
+    def decorate(fn: F) -> F:
+        hints = get_type_hints(fn, include_extras=True)
+        own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY,
+                         annotation=hints.get(p.name, p.annotation))
+               for p in inspect.signature(fn).parameters.values() if p.name != target]
+        added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=info,
+                                   annotation=kind) for name, (kind, info) in options.items()]
+
+        @functools.wraps(fn)
+        def command(**values: Any) -> Any:
+            group = {name: values.pop(name) for name in options}
+            return fn(**values, **({target: build(**group)} if target is not None else {}))
+
+        params = [*own, *added]
+        command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+        command.__annotations__ = {p.name: p.annotation for p in params}
+        return command  # type: ignore[return-value]
+    return decorate
+
+
+def override_options(panel: str, defaults: Mapping[str, object],
+                     options: Mapping[str, tuple[Any, str, str]]) -> Callable[[F], F]:
+    """Recipe overrides as a table, name -> (type, flags, help): each option defaults to None
+    (not typed; `recipe_overrides` reads the typed ones), and a name in `defaults` gets
+    `(default: X)` added to its help."""
+    return option_group(None, given, {
+        name: (kind | None, typer.Option(
+            None, *flags.split(), rich_help_panel=panel,
+            help=default_help(defaults, name, text) if name in defaults else text))
+        for name, (kind, flags, text) in options.items()})
+
+
+def check_device(device: str) -> str:
+    """Validate `--device` early so a typo is a one-line error, not a torch traceback."""
+    from reidcli.runtime.device import UnknownDevice, resolve_device
+
+    try:
+        return str(resolve_device(device))
+    except UnknownDevice as err:
+        raise typer.BadParameter(str(err)) from None
+
+
+# Single options that several commands declare (the default stays in each signature).
+class MetricName(StrEnum):
+    cosine = "cosine"
+    euclidean = "euclidean"
+
+
+MetricOpt = Annotated[MetricName, typer.Option(
+    "--metric", help="cosine: squared euclidean on L2-normalised features; euclidean: "
+    "squared euclidean on raw features.")]
+QuerySplitOpt = Annotated[str, typer.Option("--query-split", help="Bank split of the queries.")]
+GallerySplitOpt = Annotated[str, typer.Option("--gallery-split",
+                                              help="Bank split of the gallery.")]
+
+
+# Declarations of the options most commands take; the default stays in each signature
+# (`device: Annotated[str, device_option()] = "auto"`), the panel and help may differ.
+def device_option(panel: str | None = None, help: str = "auto, cpu, cuda or cuda:N.") -> Any:
+    return typer.Option("--device", help=help, rich_help_panel=panel)
+
+
+def amp_option(panel: str | None = None) -> Any:
+    return typer.Option("--amp", help="auto|bf16|fp16|off (auto: fp16 on CUDA, off on CPU).",
+                        rich_help_panel=panel)
+
+
+def workers_option(panel: str | None = None, help: str = "DataLoader workers.") -> Any:
+    return typer.Option("--workers", "-j", min=0, help=help, rich_help_panel=panel)
+
+
+def batch_size_option(panel: str | None = None, help: str | None = None) -> Any:
+    return typer.Option("--batch-size", "-b", min=1, help=help, rich_help_panel=panel)

@@ -7,9 +7,8 @@ from pathlib import Path
 
 import typer
 
-from reidcli.runs.compare import compare_runs, comparison_json
+from reidcli.runs.compare import compare_runs, comparison_json, write_comparison_json
 from reidcli.runs.report import comparison_tables
-from reidcli.utils.io import atomic_write_text
 from reidcli.utils.logging import console, stdout_console
 
 
@@ -20,6 +19,8 @@ def compare(
                                         help="Also write the comparison as JSON ('-' = stdout)."),
     group: bool = typer.Option(True, "--group/--no-group",
                                help="Merge runs that differ only by seed into mean ± sd."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --json "
+                                   "file that reid compare did not write."),
 ) -> None:
     """The settings that differ, final and best mAP / R1 / mINP, epochs, time and images/s."""
     result = compare_runs(runs)
@@ -32,4 +33,4 @@ def compare(
         if json_out == "-":
             stdout_console.print(text, markup=False, highlight=False, soft_wrap=True, end="")
         else:
-            atomic_write_text(json_out, text)
+            write_comparison_json(result, json_out, overwrite)

@@ -11,8 +11,9 @@ from rich.table import Table
 
 from reidcli.cli.common import ReidGroup
 from reidcli.data.check import CheckReport, check_parsed
-from reidcli.data.loading import parse_dataset
+from reidcli.data.loading import parse_dataset, parse_options
 from reidcli.data.registry import all_datasets
+from reidcli.errors import DatasetError
 from reidcli.utils.logging import console, stdout_console
 
 app = typer.Typer(
@@ -42,13 +43,10 @@ def _list(ctx: typer.Context) -> None:
 
 
 def _parse_options(pairs: list[str]) -> dict[str, str]:
-    options: dict[str, str] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise typer.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint="--option")
-        options[key.strip()] = value
-    return options
+    try:
+        return parse_options(pairs)
+    except DatasetError as err:  # bad usage (exit 2), as any malformed option
+        raise typer.BadParameter(str(err), param_hint="--option") from None
 
 
 def _print_report(report: CheckReport, max_problems: int) -> None:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
-from reidcli.cli.common import state
+from reidcli.cli.common import device_option, state, workers_option
 from reidcli.demo import DemoOptions, run_demo
 
 
@@ -17,9 +18,9 @@ def demo(
                                "shorter schedules); what CI runs."),
     fresh: bool = typer.Option(False, "--fresh", help="Delete the work directory's contents "
                                "and start over instead of reusing finished stages."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
-    workers: int = typer.Option(1, "--workers", "-j", min=0,
-                                help="DataLoader worker processes of every stage."),
+    device: Annotated[str, device_option()] = "auto",
+    workers: Annotated[int, workers_option(help="DataLoader worker processes of every "
+                                           "stage.")] = 1,
 ) -> None:
     """Run the whole pipeline on synthetic data: synth -> cfs-filter -> pretrain -> finetune
     (random vs pre-trained init) -> extract -> evaluate (+ re-ranking) -> visualize.

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from enum import StrEnum
 from pathlib import Path
 
 import typer
 
+from reidcli.cli.common import typed
+from reidcli.cli.retrieval_options import RetrievalArgs, retrieval_options
 from reidcli.retrieval.evaluate import EvalOptions, evaluate_path
+from reidcli.retrieval.pipeline import Retrieval
 from reidcli.retrieval.report import (
     camera_table,
     json_output,
@@ -17,25 +19,10 @@ from reidcli.retrieval.report import (
     result_table,
     write_json,
 )
-from reidcli.retrieval.rerank import RerankParams
-from reidcli.runtime.device import UnknownDevice, resolve_device
 from reidcli.utils.logging import console, stdout_console
 from reidcli.utils.outputs import claim_output
 
 log = logging.getLogger(__name__)
-
-
-class MetricName(StrEnum):
-    cosine = "cosine"
-    euclidean = "euclidean"
-
-
-def check_device(device: str) -> str:
-    """Validate `--device` early so a typo is a one-line error, not a torch traceback."""
-    try:
-        return str(resolve_device(device))
-    except UnknownDevice as err:
-        raise typer.BadParameter(str(err)) from None
 
 
 def _check_level(value: float | None) -> float | None:
@@ -44,30 +31,20 @@ def _check_level(value: float | None) -> float | None:
     return value
 
 
-def rerank_params(k1: int, k2: int, lam: float) -> RerankParams:
-    try:
-        return RerankParams(k1, k2, lam)
-    except ValueError as err:
-        raise typer.BadParameter(str(err)) from None
-
-
 def warn_unused_rerank_options(ctx: typer.Context, rerank: bool) -> None:
     """--k1/--k2/--lambda typed without --rerank do nothing: say so rather than ignore them."""
-    # By name: typer ships its own copy of click, whose ParameterSource is another enum.
-    typed = [f"--{name}" for name, param in (("k1", "k1"), ("k2", "k2"), ("lambda", "lam"))
-             if getattr(ctx.get_parameter_source(param), "name", None) == "COMMANDLINE"]
-    if typed and not rerank:
+    flags = [f"--{name}" for name in typed(ctx, {"lam": "lambda"})
+             if name in ("k1", "k2", "lambda")]
+    if flags and not rerank:
         log.warning("%s only apply with --rerank: ignored (add --rerank to re-rank)",
-                    ", ".join(typed))
+                    ", ".join(flags))
 
 
+@retrieval_options
 def evaluate(
     ctx: typer.Context,
     source: Path = typer.Argument(
         ..., help="Feature bank (.h5) or distance file written by `reid rerank`."),
-    metric: MetricName = typer.Option(MetricName.cosine, "--metric",
-                               help="cosine: squared euclidean on L2-normalised features; "
-                                    "euclidean: squared euclidean on raw features."),
     max_rank: int = typer.Option(50, "--max-rank", min=1, help="Length of the CMC curve."),
     json_out: str | None = typer.Option(None, "--json", metavar="PATH",
                                         help="Also write the results as JSON ('-' = stdout)."),
@@ -76,43 +53,29 @@ def evaluate(
                                     help="Bootstrap confidence level over queries, e.g. 0.95."),
     ci_samples: int = typer.Option(1000, "--ci-samples", min=10, help="Bootstrap resamples."),
     rerank: bool = typer.Option(False, "--rerank", help="Exact k-reciprocal re-ranking first."),
-    k1: int = typer.Option(20, "--k1", help="Re-ranking: k-reciprocal neighbourhood size."),
-    k2: int = typer.Option(6, "--k2", help="Re-ranking: local query expansion size."),
-    lam: float = typer.Option(0.3, "--lambda", help="Re-ranking: weight of the original distance."),
-    qe: int = typer.Option(0, "--qe", min=0, metavar="K", help="Average query expansion, top K."),
-    dba: int = typer.Option(0, "--dba", min=0, metavar="K",
-                            help="Database-side augmentation, top K."),
-    query_split: str = typer.Option("query", "--query-split", help="Bank split of the queries."),
-    gallery_split: str = typer.Option("gallery", "--gallery-split",
-                                      help="Bank split of the gallery."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, ..."),
-    chunk_mb: int = typer.Option(128, "--chunk-mb", min=8,
-                                 help="Memory budget of one block of distances (MiB)."),
     overwrite: bool = typer.Option(False, "--overwrite",
                                    help="Let --json replace a file that does not hold "
                                         "evaluation results."),
+    args: RetrievalArgs | None = None,
 ) -> None:
     """Market-1501 protocol: mAP, mINP and CMC of a bank's query split against its gallery."""
     warn_unused_rerank_options(ctx, rerank)
-    params = rerank_params(k1, k2, lam) if rerank else None
+    assert args is not None  # given by @retrieval_options
+    retrieval, device = args.retrieval(rerank), args.torch_device
     to_file = json_out is not None and json_out != "-"
     # Claimed before the work so that a bad --json fails at once, not after evaluating.
     with (claim_output(json_output(json_out, source, overwrite)) if to_file  # type: ignore[arg-type]
           else contextlib.nullcontext()):
-        _evaluate(source, params, json_out, metric=metric.value, qe=qe, dba=dba,
-                  query_split=query_split, gallery_split=gallery_split,
-                  device=check_device(device),
+        _evaluate(source, retrieval, json_out, query_split=args.query_split,
+                  gallery_split=args.gallery_split, device=device,
                   options=EvalOptions(max_rank=max_rank, per_camera=per_camera, ci=ci,
-                                      ci_samples=ci_samples, budget=chunk_mb * 2**20))
+                                      ci_samples=ci_samples, budget=args.budget))
 
 
-def _evaluate(source: Path, params: RerankParams | None, json_out: str | None, *,
-              metric: str, qe: int, dba: int, query_split: str, gallery_split: str,
-              device: str, options: EvalOptions) -> None:
-    result = evaluate_path(
-        source, metric=metric, rerank=params, qe=qe, dba=dba,  # type: ignore[arg-type]
-        query_split=query_split, gallery_split=gallery_split, device=device, options=options,
-    )
+def _evaluate(source: Path, retrieval: Retrieval, json_out: str | None, *, query_split: str,
+              gallery_split: str, device: str, options: EvalOptions) -> None:
+    result = evaluate_path(source, retrieval, query_split=query_split,
+                           gallery_split=gallery_split, device=device, options=options)
     # With `--json -` stdout carries only the JSON; the tables go to stderr.
     out = console if json_out == "-" else stdout_console
     out.print(result_table(result))

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
+from reidcli.cli.common import amp_option, batch_size_option, device_option, workers_option
 from reidcli.inference.extract import ExtractOptions, extract_bank
 from reidcli.utils.logging import console
 
@@ -33,12 +35,12 @@ def extract(
                                          "a named group `cam` (1-based camera number) searched "
                                          "in file names. Without it cameras are unknown and SIE "
                                          "uses the mean camera embedding."),
-    batch_size: int = typer.Option(128, "--batch-size", "-b", min=1),
-    workers: int = typer.Option(4, "--workers", "-j", min=0, help="DataLoader workers."),
+    batch_size: Annotated[int, batch_size_option()] = 128,
+    workers: Annotated[int, workers_option()] = 4,
     flip: bool = typer.Option(False, "--flip/--no-flip",
                               help="Average with the mirrored image's feature."),
-    amp: str = typer.Option("auto", "--amp", help="auto|bf16|fp16|off (auto: fp16 on CUDA)."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N."),
+    amp: Annotated[str, amp_option()] = "auto",
+    device: Annotated[str, device_option()] = "auto",
     dtype: str = typer.Option("float32", "--dtype", help="Stored feature type: float32|float16."),
     overwrite: bool = typer.Option(False, "--overwrite",
                                    help="Replace an existing bank made from other inputs."),

@@ -1,22 +1,26 @@
 """`reid finetune`: option parsing only; the work is `reidcli.training.finetune`.
 
-Every option defaults to None so that we know which ones the user typed: those override
+Every option defaults to None so that we know which ones the user typed: those (read from
+the click context by `recipe_overrides`, by config field name) override
 the recipe (`--recipe`), which overrides the built-in defaults (TransReID ViT-B).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import typer
 
-from reidcli.cli.common import parse_size, state
+from reidcli.cli.common import given, override_options, parse_size, recipe_overrides, state
+from reidcli.cli.run_options import (
+    PANEL_DATA,
+    PANEL_MODEL,
+    PANEL_OPTIM,
+    PANEL_RUN,
+    RunArgs,
+    run_options,
+)
 
-PANEL_DATA = "Data"
-PANEL_MODEL = "Model"
-PANEL_OPTIM = "Optimisation"
-PANEL_RUN = "Run"
 PANEL_USL = "Unsupervised (cluster contrast)"
 
 
@@ -31,11 +35,90 @@ def parse_batch(text: str) -> tuple[int, int]:
     return p, k
 
 
-def _overrides(**options: Any) -> dict[str, Any]:
-    return {k: v for k, v in options.items() if v is not None}
+# The built-in defaults the help quotes (tests/test_cli_options.py: FinetuneConfig's).
+DEFAULTS: dict[str, object] = {"size": (256, 128), "backbone": "vit-b", "sie_coef": 3.0,
+    "jpm_shuffle": 2, "jpm_groups": 4, "neck_feat": "before", "part_tokens": 0, "epochs": 120,
+    "lr": 0.008, "optimizer": "sgd", "warmup_epochs": 5, "min_samples": 4, "k1": 30, "k2": 6,
+    "memory_momentum": 0.2, "temperature": 0.05, "memory_update": "hard", "iters": 200,
+    "eval_batch_size": 256, "stem": "patch", "drop_path": 0.1, "workers": 8, "seed": 1234,
+    "device": "auto"}
 
 
+_data = override_options(PANEL_DATA, DEFAULTS, {
+    "size": (str, "--size", "Input size HxW"),
+})
+_model = override_options(PANEL_MODEL, DEFAULTS, {
+    "backbone": (str, "--backbone", "ViT: vit-b, vit-s, vit-t, deit-s, deit-b; DINOv2: "
+        "dinov2-s/b/l/g (+ -reg for 4 registers); SOLIDER Swin: swin-t/s/b; BoT: resnet50; "
+        "tests/demos: vit-small-demo, *-tiny-test (see docs/backbones.md)"),
+    "stride": (int, "--stride", "Patch-embedding stride of ViT backbones: 16, 12 or 11 "
+        "(default: the patch size, 16; DINOv2 14)."),
+    "sie": (bool, "--sie/--no-sie", "Side information embedding of the camera."),
+    "sie_view": (bool, "--sie-view/--no-sie-view", "SIE of the viewpoint (vehicles)."),
+    "sie_coef": (float, "--sie-coef", "SIE weight lambda"),
+    "jpm": (bool, "--jpm/--no-jpm", "Jigsaw patch module (local branches)."),
+    "jpm_shift": (int, "--jpm-shift", "JPM shift (default: 5; 8 for vehicles)."),
+    "jpm_shuffle": (int, "--jpm-shuffle", "JPM shuffle groups"),
+    "jpm_groups": (int, "--jpm-groups", "JPM local branches"),
+    "jpm_exact_shift": (bool, "--jpm-exact-shift/--jpm-reference-shift", "Rotate by exactly "
+        "--jpm-shift tokens (the paper) instead of shift-1 (the reference code) (default: "
+        "reference)."),
+    "neck_feat": (str, "--neck-feat", "Test feature before or after the BNNeck"),
+    "part_tokens": (int, "--part-tokens", "PASS part tokens (3 for PASS checkpoints)"),
+    "semantic_weight": (float, "--semantic-weight", "SOLIDER's semantic weight lambda in [0, 1] "
+        "(Swin backbones) (default: 0.2)."),
+    "freeze_backbone": (bool, "--freeze-backbone/--no-freeze-backbone", "Linear probe: train "
+        "only the BNNeck and classifier on a frozen backbone (DINOv2 recipe)."),
+    "pretrained": (str, "--pretrained", "Initial weights: a checkpoint file (timm/ImageNet, "
+        "DINO, iBOT, PASS, DINOv2 (timm or Meta), SOLIDER, torchvision ResNet, a reid run) or "
+        "`timm`."),
+})
+_optim = override_options(PANEL_OPTIM, DEFAULTS, {
+    "epochs": (int, "--epochs", "Training epochs"),
+    "lr": (float, "--lr", "Base learning rate (biases x2)"),
+    "optimizer": (str, "--optimizer", "sgd (momentum 0.9), adam or adamw"),
+    "lr_decay": (float, "--lr-decay", "Layer-wise lr decay in (0, 1] for full fine-tuning (e.g. "
+        "0.75 for DINOv2) (default: off)."),
+    "wd": (float, "--wd", "Weight decay (default: 1e-4)."),
+    "warmup_epochs": (int, "--warmup-epochs", "Linear warm-up from 0.01*lr"),
+    "label_smoothing": (float, "--label-smoothing", "ID-loss label smoothing (default: 0 = off)."),
+    "sync_bn": (bool, "--sync-bn/--no-sync-bn", "Under DDP on GPUs, BatchNorm layers use the "
+        "global batch's statistics (SyncBatchNorm; CUDA only)."),
+})
+_usl = override_options(PANEL_USL, DEFAULTS, {
+    "unsupervised": (bool, "--unsupervised/--supervised", "Cluster contrast on the train split "
+        "without reading its labels: USL from a self-supervised model, UDA from a model "
+        "fine-tuned on another dataset (docs/unsupervised.md)."),
+    "eps": (float, "--eps", "DBSCAN radius on the Jaccard distance (default: 0.6; 0.7 for "
+        "MSMT17)."),
+    "min_samples": (int, "--min-samples", "DBSCAN core size"),
+    "k1": (int, "--k1", "k-reciprocal neighbours"),
+    "k2": (int, "--k2", "Local query expansion"),
+    "memory_momentum": (float, "--memory-momentum", "Weight of the old centroid in the memory "
+        "update"),
+    "temperature": (float, "--temperature", "Temperature of the memory's softmax"),
+    "memory_update": (str, "--memory-update", "hard (toward each cluster's least similar "
+        "instance in the batch) or mean (every instance)"),
+    "iters": (int, "--iters", "Optimiser steps per epoch"),
+})
+_run = override_options(PANEL_RUN, DEFAULTS, {
+    "eval_every": (int, "--eval-every", "Evaluate on query/gallery every N epochs (default: 0 = "
+        "after the last epoch only)."),
+    "allow_no_eval": (bool, "--allow-no-eval/--no-allow-no-eval", "Train without evaluation "
+        "(warned) when no query has a positive in the gallery (one camera, disjoint ids); "
+        "without it such a dataset is refused before the first epoch."),
+    "eval_batch_size": (int, "--eval-batch-size", "Batch size of evaluation"),
+})
+
+
+@run_options(DEFAULTS)
+@_run
+@_usl
+@_optim
+@_model
+@_data
 def finetune(
+    ctx: typer.Context,
     data: list[str] | None = typer.Option(
         None, "--data", metavar="NAME[:PATH]", help="Dataset NAME or NAME:PATH (see `reid "
         "datasets`); repeat it to train on several jointly (ids and cameras get one range "
@@ -58,74 +141,6 @@ def finetune(
         "query/gallery; repeatable "
         "(default: every --data with query/gallery). The first one's mAP selects best/.",
         rich_help_panel=PANEL_DATA),
-    size: str | None = typer.Option(
-        None, "--size", help="Input size HxW (default: 256x128).", rich_help_panel=PANEL_DATA),
-    workers: int | None = typer.Option(
-        None, "--workers", help="DataLoader worker processes (default: 8).",
-        rich_help_panel=PANEL_DATA),
-    backbone: str | None = typer.Option(
-        None, "--backbone", help="ViT: vit-b, vit-s, vit-t, deit-s, deit-b; DINOv2: "
-        "dinov2-s/b/l/g (+ -reg for 4 registers); SOLIDER Swin: swin-t/s/b; BoT: resnet50; "
-        "tests/demos: vit-small-demo, *-tiny-test (see docs/backbones.md) (default: vit-b).",
-        rich_help_panel=PANEL_MODEL),
-    stride: int | None = typer.Option(
-        None, "--stride", help="Patch-embedding stride of ViT backbones: 16, 12 or 11 "
-        "(default: the patch size, 16; DINOv2 14).", rich_help_panel=PANEL_MODEL),
-    stem: str | None = typer.Option(
-        None, "--stem", help="patch or ics (TransReID-SSL's conv stem) (default: patch).",
-        rich_help_panel=PANEL_MODEL),
-    sie: bool | None = typer.Option(
-        None, "--sie/--no-sie", help="Side information embedding of the camera.",
-        rich_help_panel=PANEL_MODEL),
-    sie_view: bool | None = typer.Option(
-        None, "--sie-view/--no-sie-view", help="SIE of the viewpoint (vehicles).",
-        rich_help_panel=PANEL_MODEL),
-    sie_coef: float | None = typer.Option(
-        None, "--sie-coef", help="SIE weight lambda (default: 3.0).", rich_help_panel=PANEL_MODEL),
-    jpm: bool | None = typer.Option(
-        None, "--jpm/--no-jpm", help="Jigsaw patch module (local branches).",
-        rich_help_panel=PANEL_MODEL),
-    jpm_shift: int | None = typer.Option(
-        None, "--jpm-shift", help="JPM shift (default: 5; 8 for vehicles).",
-        rich_help_panel=PANEL_MODEL),
-    jpm_shuffle: int | None = typer.Option(
-        None, "--jpm-shuffle", help="JPM shuffle groups (default: 2).",
-        rich_help_panel=PANEL_MODEL),
-    jpm_groups: int | None = typer.Option(
-        None, "--jpm-groups", help="JPM local branches (default: 4).",
-        rich_help_panel=PANEL_MODEL),
-    jpm_exact_shift: bool | None = typer.Option(
-        None, "--jpm-exact-shift/--jpm-reference-shift",
-        help="Rotate by exactly --jpm-shift tokens (the paper) instead of shift-1 (the "
-        "reference code) (default: reference).", rich_help_panel=PANEL_MODEL),
-    neck_feat: str | None = typer.Option(
-        None, "--neck-feat", help="Test feature before or after the BNNeck (default: before).",
-        rich_help_panel=PANEL_MODEL),
-    part_tokens: int | None = typer.Option(
-        None, "--part-tokens", help="PASS part tokens (3 for PASS checkpoints) (default: 0).",
-        rich_help_panel=PANEL_MODEL),
-    drop_path: float | None = typer.Option(
-        None, "--drop-path", help="Stochastic depth rate (default: 0.1).",
-        rich_help_panel=PANEL_MODEL),
-    semantic_weight: float | None = typer.Option(
-        None, "--semantic-weight", help="SOLIDER's semantic weight lambda in [0, 1] (Swin "
-        "backbones) (default: 0.2).", rich_help_panel=PANEL_MODEL),
-    freeze_backbone: bool | None = typer.Option(
-        None, "--freeze-backbone/--no-freeze-backbone", help="Linear probe: train only the "
-        "BNNeck and classifier on a frozen backbone (DINOv2 recipe).",
-        rich_help_panel=PANEL_MODEL),
-    pretrained: str | None = typer.Option(
-        None, "--pretrained", help="Initial weights: a checkpoint file (timm/ImageNet, DINO, "
-        "iBOT, PASS, DINOv2 (timm or Meta), SOLIDER, torchvision ResNet, a reid run) or `timm`.",
-        rich_help_panel=PANEL_MODEL),
-    allow_partial: bool | None = typer.Option(
-        None, "--allow-partial/--no-allow-partial",
-        help="Accept checkpoints whose shapes do not all fit.", rich_help_panel=PANEL_MODEL),
-    epochs: int | None = typer.Option(
-        None, "--epochs", help="Training epochs (default: 120).", rich_help_panel=PANEL_OPTIM),
-    lr: float | None = typer.Option(
-        None, "--lr", help="Base learning rate (biases x2) (default: 0.008).",
-        rich_help_panel=PANEL_OPTIM),
     batch: str | None = typer.Option(
         None, "--batch", help="Batch as PxK: P identities x K images (default: 16x4).",
         rich_help_panel=PANEL_OPTIM),
@@ -133,84 +148,13 @@ def finetune(
         None, "--ids-per-batch", help="P of the PK batch.", rich_help_panel=PANEL_OPTIM),
     images_per_id: int | None = typer.Option(
         None, "--images-per-id", help="K of the PK batch.", rich_help_panel=PANEL_OPTIM),
-    optimizer: str | None = typer.Option(
-        None, "--optimizer", help="sgd (momentum 0.9), adam or adamw (default: sgd).",
-        rich_help_panel=PANEL_OPTIM),
-    lr_decay: float | None = typer.Option(
-        None, "--lr-decay", help="Layer-wise lr decay in (0, 1] for full fine-tuning (e.g. "
-        "0.75 for DINOv2) (default: off).", rich_help_panel=PANEL_OPTIM),
-    wd: float | None = typer.Option(
-        None, "--wd", help="Weight decay (default: 1e-4).", rich_help_panel=PANEL_OPTIM),
-    warmup_epochs: int | None = typer.Option(
-        None, "--warmup-epochs", help="Linear warm-up from 0.01*lr (default: 5).",
-        rich_help_panel=PANEL_OPTIM),
-    label_smoothing: float | None = typer.Option(
-        None, "--label-smoothing", help="ID-loss label smoothing (default: 0 = off).",
-        rich_help_panel=PANEL_OPTIM),
     margin: float | None = typer.Option(
         None, "--margin", help="Hinge triplet loss with this margin (e.g. 0.3).",
         rich_help_panel=PANEL_OPTIM),
     soft_margin: bool = typer.Option(
         False, "--soft-margin", help="Soft-margin triplet loss (the default of every "
         "published recipe); overrides a recipe's margin.", rich_help_panel=PANEL_OPTIM),
-    amp: str | None = typer.Option(
-        None, "--amp", help="Mixed precision: auto, bf16, fp16 or off (default: auto = fp16 "
-        "on CUDA, off on CPU).", rich_help_panel=PANEL_OPTIM),
-    sync_bn: bool | None = typer.Option(
-        None, "--sync-bn/--no-sync-bn", help="Under DDP on GPUs, BatchNorm layers use the "
-        "global batch's statistics (SyncBatchNorm; CUDA only).", rich_help_panel=PANEL_OPTIM),
-    seed: int | None = typer.Option(
-        None, "--seed", help="Random seed (default: 1234).", rich_help_panel=PANEL_OPTIM),
-    unsupervised: bool | None = typer.Option(
-        None, "--unsupervised/--supervised", help="Cluster contrast on the train split without "
-        "reading its labels: USL from a self-supervised model, UDA from a model fine-tuned "
-        "on another dataset (docs/unsupervised.md).", rich_help_panel=PANEL_USL),
-    eps: float | None = typer.Option(
-        None, "--eps", help="DBSCAN radius on the Jaccard distance (default: 0.6; 0.7 for "
-        "MSMT17).", rich_help_panel=PANEL_USL),
-    min_samples: int | None = typer.Option(
-        None, "--min-samples", help="DBSCAN core size (default: 4).", rich_help_panel=PANEL_USL),
-    k1: int | None = typer.Option(
-        None, "--k1", help="k-reciprocal neighbours (default: 30).", rich_help_panel=PANEL_USL),
-    k2: int | None = typer.Option(
-        None, "--k2", help="Local query expansion (default: 6).", rich_help_panel=PANEL_USL),
-    memory_momentum: float | None = typer.Option(
-        None, "--memory-momentum", help="Weight of the old centroid in the memory update "
-        "(default: 0.2).", rich_help_panel=PANEL_USL),
-    temperature: float | None = typer.Option(
-        None, "--temperature", help="Temperature of the memory's softmax (default: 0.05).",
-        rich_help_panel=PANEL_USL),
-    memory_update: str | None = typer.Option(
-        None, "--memory-update", help="hard (toward each cluster's least similar instance "
-        "in the batch) or mean (every instance) (default: hard).", rich_help_panel=PANEL_USL),
-    iters: int | None = typer.Option(
-        None, "--iters", help="Optimiser steps per epoch (default: 200).",
-        rich_help_panel=PANEL_USL),
-    recipe: Path | None = typer.Option(
-        None, "--recipe", help="TOML recipe (see recipes/); options given here override it.",
-        rich_help_panel=PANEL_RUN),
-    output: Path | None = typer.Option(
-        None, "-o", "--output", help="Run directory (created).", rich_help_panel=PANEL_RUN),
-    resume: bool = typer.Option(
-        False, "--resume", help="Continue the run in -o from its last finished epoch.",
-        rich_help_panel=PANEL_RUN),
-    eval_every: int | None = typer.Option(
-        None, "--eval-every", help="Evaluate on query/gallery every N epochs (default: 0 = "
-        "after the last epoch only).", rich_help_panel=PANEL_RUN),
-    allow_no_eval: bool | None = typer.Option(
-        None, "--allow-no-eval/--no-allow-no-eval", help="Train without evaluation (warned) "
-        "when no query has a positive in the gallery (one camera, disjoint ids); without it "
-        "such a dataset is refused before the first epoch.", rich_help_panel=PANEL_RUN),
-    eval_batch_size: int | None = typer.Option(
-        None, "--eval-batch-size", help="Batch size of evaluation (default: 256).",
-        rich_help_panel=PANEL_RUN),
-    device: str | None = typer.Option(
-        None, "--device", help="auto, cpu, cuda or cuda:N (default: auto).",
-        rich_help_panel=PANEL_RUN),
-    tensorboard: bool | None = typer.Option(
-        None, "--tensorboard/--no-tensorboard", help="Also write the per-epoch metrics to "
-        "RUN_DIR/tb for TensorBoard (pip install 'reidcli[tensorboard]').",
-        rich_help_panel=PANEL_RUN),
+    run: RunArgs | None = None,
 ) -> None:
     """Supervised fine-tuning (ID + triplet loss; TransReID SIE/JPM for ViTs; DINOv2, SOLIDER
     Swin, ResNet BoT) into a run directory; with --unsupervised, cluster contrast on
@@ -221,75 +165,23 @@ def finetune(
     if margin is not None and soft_margin:
         raise typer.BadParameter("give either --margin or --soft-margin", param_hint="--margin")
     p_k = parse_batch(batch) if batch is not None else (None, None)
-    for given, from_batch, name in ((ids_per_batch, p_k[0], "--ids-per-batch"),
+    for typed, from_batch, name in ((ids_per_batch, p_k[0], "--ids-per-batch"),
                                     (images_per_id, p_k[1], "--images-per-id")):
-        if given is not None and from_batch is not None and given != from_batch:
-            raise typer.BadParameter(f"{name} {given} contradicts --batch {batch}")
-    if output is None:
-        raise typer.BadParameter("a run directory is required", param_hint="-o/--output")
-    overrides = _overrides(
-        data=tuple(data) if data else None,
-        data_balance=data_balance,
-        data_root=str(data_root) if data_root is not None else None,
-        data_options=tuple(data_option) if data_option else None,
-        eval_data=tuple(eval_data) if eval_data else None,
-        size=parse_size(size) if size is not None else None,
-        workers=workers,
-        backbone=backbone,
-        stride=stride,
-        stem=stem,
-        sie=sie,
-        sie_view=sie_view,
-        sie_coef=sie_coef,
-        jpm=jpm,
-        jpm_shift=jpm_shift,
-        jpm_shuffle=jpm_shuffle,
-        jpm_groups=jpm_groups,
-        jpm_exact_shift=jpm_exact_shift,
-        neck_feat=neck_feat,
-        part_tokens=part_tokens,
-        drop_path=drop_path,
-        semantic_weight=semantic_weight,
-        freeze_backbone=freeze_backbone,
-        pretrained=pretrained,
-        allow_partial=allow_partial,
-        epochs=epochs,
-        lr=lr,
+        if typed is not None and from_batch is not None and typed != from_batch:
+            raise typer.BadParameter(f"{name} {typed} contradicts --batch {batch}")
+    assert run is not None  # given by @run_options
+    overrides = recipe_overrides(ctx, skip=(*RunArgs.NOT_FIELDS, "batch", "soft_margin"),
+                                 convert={
+        "data": ("data", lambda specs: tuple(specs) or None),
+        "data_root": ("data_root", str),
+        "data_option": ("data_options", lambda pairs: tuple(pairs) or None),
+        "eval_data": ("eval_data", lambda specs: tuple(specs) or None),
+        "size": ("size", parse_size),
+    })
+    overrides |= given(
         ids_per_batch=ids_per_batch if ids_per_batch is not None else p_k[0],
         images_per_id=images_per_id if images_per_id is not None else p_k[1],
-        optimizer=optimizer,
-        lr_decay=lr_decay,
-        wd=wd,
-        warmup_epochs=warmup_epochs,
-        label_smoothing=label_smoothing,
-        margin=margin,
         soft_margin=True if soft_margin else (False if margin is not None else None),
-        amp=amp,
-        sync_bn=sync_bn,
-        seed=seed,
-        eval_every=eval_every,
-        allow_no_eval=allow_no_eval,
-        eval_batch_size=eval_batch_size,
-        device=device,
-        tensorboard=tensorboard,
-        unsupervised=unsupervised,
-        eps=eps,
-        min_samples=min_samples,
-        k1=k1,
-        k2=k2,
-        memory_momentum=memory_momentum,
-        temperature=temperature,
-        memory_update=memory_update,
-        iters=iters,
     )
     overrides["progress"] = not state.quiet
-    if resume:
-        if recipe is not None:
-            raise typer.BadParameter(
-                "--resume continues with the run's own config.toml; drop --recipe",
-                param_hint="--recipe",
-            )
-        cfg = resume_config(output, overrides)
-    else:
-        cfg = resolve_config(recipe, {**overrides, "output": str(output)})
-    run_finetune(cfg)
+    run_finetune(run.config(resolve_config, resume_config, overrides))

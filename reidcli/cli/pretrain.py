@@ -1,203 +1,104 @@
 """`reid pretrain`: option parsing only; the work is `reidcli.ssl.pretrain`.
 
-Every option defaults to None so that we know which ones the user typed: those override
+Every option defaults to None so that we know which ones the user typed: those (read from
+the click context by `recipe_overrides`, by config field name) override
 the recipe (`--recipe`), which overrides the built-in defaults (DINO as TransReID-SSL).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
 import typer
 
-from reidcli.cli.common import parse_size, state
+from reidcli.cli.common import override_options, parse_size, recipe_overrides, state
+from reidcli.cli.run_options import (
+    PANEL_DATA,
+    PANEL_MODEL,
+    PANEL_OPTIM,
+    PANEL_RUN,
+    RunArgs,
+    run_options,
+)
 
-PANEL_DATA = "Data"
 PANEL_METHOD = "Method"
-PANEL_MODEL = "Model"
-PANEL_OPTIM = "Optimisation"
-PANEL_RUN = "Run"
+
+# The built-in defaults the help quotes (tests/test_cli_options.py: PretrainConfig's).
+DEFAULTS: dict[str, object] = {
+    "method": "dino", "local_size": (128, 64), "local_crops": 8, "lambda_cls": 1.0,
+    "lambda_mim": 1.0, "parts": 3, "part_crops": 3, "teacher_temp": 0.04,
+    "warmup_teacher_temp_epochs": 0, "backbone": "vit-s", "stem": "patch", "drop_path": 0.1,
+    "epochs": 100, "batch_size": 512, "lr": 5e-4, "min_lr": 1e-6, "warmup_epochs": 10,
+    "momentum_teacher": 0.996, "export_every": 1, "workers": 8, "seed": 0, "device": "auto"}
+
+_method = override_options(PANEL_METHOD, DEFAULTS, {
+    "method": (str, "--method", "dino, dino-mim (PersonViT/iBOT) or pass"),
+    "lambda_cls": (float, "--lambda-cls", "dino-mim: weight of the [CLS] loss"),
+    "lambda_mim": (float, "--lambda-mim", "dino-mim: weight of the patch loss"),
+    "parts": (int, "--parts", "pass: part regions / [PART] tokens L"),
+    "part_crops": (int, "--part-crops", "pass: local crops per region J"),
+    "teacher_temp": (float, "--teacher-temp", "Teacher temperature"),
+    "warmup_teacher_temp_epochs": (int, "--warmup-teacher-temp-epochs",
+                                   "Epochs warming the teacher temperature up from 0.04"),
+})
+_data = override_options(PANEL_DATA, DEFAULTS, {
+    "data": (str, "--data", "Unlabelled images: luperson:FOLDER or luperson:LIST.txt (one "
+             "relative path per line, the fast path at LUPerson scale)."),
+    "data_root": (str, "--data-root", "Folder holding the datasets (default: "
+                  "$REID_DATA_ROOT)."),
+    "subset": (str, "--subset", "Ordered image list to use (e.g. from `reid cfs-filter`)."),
+    "keep": (float, "--keep", "Keep this leading fraction of the list (e.g. 0.5)."),
+    "data_option": (list[str], "--data-option -O", "Dataset option KEY=VALUE, repeatable "
+                    "(e.g. -O duplicates=keep to keep repeated list lines)."),
+    "size": (str, "--size", "Global crop size HxW (default: 256x128)."),
+    "local_size": (str, "--local-size", "Local crop size HxW"),
+    "local_crops": (int, "--local-crops", "Local crops per image, dino/dino-mim"),
+    "person_crops": (bool, "--person-crops/--square-crops", "Crop aspect (w/h) 0.4-0.6, "
+                     "person-shaped (SOLIDER), instead of DINO's 3/4-4/3."),
+})
+_model = override_options(PANEL_MODEL, DEFAULTS, {
+    "backbone": (str, "--backbone", "ViT-family backbones only (Swin and ResNet cannot be "
+                 "pre-trained here): vit-s, vit-b, vit-t, deit-s, deit-b, dinov2-s/b/l/g (not "
+                 "-reg with pass), vit-small-demo, vit-tiny-test"),
+    "stride": (int, "--stride", "Patch-embedding stride (default: the patch size, 16; "
+               "DINOv2 14)."),
+    "init": (str, "--init", "Start from these weights (ImageNet/timm file, DINO/iBOT/PASS "
+             "checkpoint, a reid run directory)."),
+    "out_dim": (int, "--out-dim", "Head prototypes K (default: 65536; 8192 for dino-mim)."),
+})
+_optim = override_options(PANEL_OPTIM, DEFAULTS, {
+    "epochs": (int, "--epochs", "Epochs"),
+    "batch_size": (int, "--batch-size", "Global batch size, all processes"),
+    "lr": (float, "--lr", "Peak lr per 256 images, scaled by batch/256"),
+    "min_lr": (float, "--min-lr", "Final lr of the cosine"),
+    "warmup_epochs": (int, "--warmup-epochs", "Linear lr warm-up epochs"),
+    "momentum_teacher": (float, "--momentum-teacher", "Initial teacher EMA momentum, cosine "
+                         "to 1"),
+})
+_run = override_options(PANEL_RUN, DEFAULTS, {
+    "export_every": (int, "--export-every", "Export the teacher every N epochs"),
+    "checkpoint_every": (int, "--checkpoint-every", "Also write trainer.pt every N "
+                         "iterations (default: 0 = epoch ends only)."),
+    "max_iters": (int, "--max-iters", "Stop after N iterations of the schedule (resumable)."),
+})
 
 
-def _given(**options: Any) -> dict[str, Any]:
-    return {k: v for k, v in options.items() if v is not None}
-
-
-def pretrain(
-    method: str | None = typer.Option(
-        None, "--method", help="dino, dino-mim (PersonViT/iBOT) or pass (default: dino).",
-        rich_help_panel=PANEL_METHOD),
-    data: str | None = typer.Option(
-        None, "--data", help="Unlabelled images: luperson:FOLDER or luperson:LIST.txt "
-        "(one relative path per line, the fast path at LUPerson scale).",
-        rich_help_panel=PANEL_DATA),
-    data_root: Path | None = typer.Option(
-        None, "--data-root", help="Folder holding the datasets (default: $REID_DATA_ROOT).",
-        rich_help_panel=PANEL_DATA),
-    subset: str | None = typer.Option(
-        None, "--subset", help="Ordered image list to use (e.g. from `reid cfs-filter`).",
-        rich_help_panel=PANEL_DATA),
-    keep: float | None = typer.Option(
-        None, "--keep", help="Keep this leading fraction of the list (e.g. 0.5).",
-        rich_help_panel=PANEL_DATA),
-    size: str | None = typer.Option(
-        None, "--size", help="Global crop size HxW (default: 256x128).",
-        rich_help_panel=PANEL_DATA),
-    local_size: str | None = typer.Option(
-        None, "--local-size", help="Local crop size HxW (default: 128x64).",
-        rich_help_panel=PANEL_DATA),
-    local_crops: int | None = typer.Option(
-        None, "--local-crops", help="Local crops per image, dino/dino-mim (default: 8).",
-        rich_help_panel=PANEL_DATA),
-    person_crops: bool | None = typer.Option(
-        None, "--person-crops/--square-crops", help="Crop aspect (w/h) 0.4-0.6, person-shaped "
-        "(SOLIDER), instead of DINO's 3/4-4/3.", rich_help_panel=PANEL_DATA),
-    workers: int | None = typer.Option(
-        None, "--workers", help="DataLoader worker processes (default: 8).",
-        rich_help_panel=PANEL_DATA),
-    lambda_cls: float | None = typer.Option(
-        None, "--lambda-cls", help="dino-mim: weight of the [CLS] loss (default: 1.0).",
-        rich_help_panel=PANEL_METHOD),
-    lambda_mim: float | None = typer.Option(
-        None, "--lambda-mim", help="dino-mim: weight of the patch loss (default: 1.0).",
-        rich_help_panel=PANEL_METHOD),
-    parts: int | None = typer.Option(
-        None, "--parts", help="pass: part regions / [PART] tokens L (default: 3).",
-        rich_help_panel=PANEL_METHOD),
-    part_crops: int | None = typer.Option(
-        None, "--part-crops", help="pass: local crops per region J (default: 3).",
-        rich_help_panel=PANEL_METHOD),
-    teacher_temp: float | None = typer.Option(
-        None, "--teacher-temp", help="Teacher temperature (default: 0.04).",
-        rich_help_panel=PANEL_METHOD),
-    warmup_teacher_temp_epochs: int | None = typer.Option(
-        None, "--warmup-teacher-temp-epochs", help="Epochs warming the teacher temperature "
-        "up from 0.04 (default: 0).", rich_help_panel=PANEL_METHOD),
-    backbone: str | None = typer.Option(
-        None, "--backbone", help="ViT-family backbones only: vit-s, vit-b, vit-t, deit-s, "
-        "deit-b, dinov2-s/b/l/g (not -reg with pass), vit-small-demo, vit-tiny-test (default: "
-        "vit-s). Swin and ResNet cannot be pre-trained here.", rich_help_panel=PANEL_MODEL),
-    stem: str | None = typer.Option(
-        None, "--stem", help="patch or ics (TransReID-SSL's conv stem) (default: patch).",
-        rich_help_panel=PANEL_MODEL),
-    stride: int | None = typer.Option(
-        None, "--stride", help="Patch-embedding stride (default: the patch size, 16; DINOv2 14).",
-        rich_help_panel=PANEL_MODEL),
-    init: str | None = typer.Option(
-        None, "--init", help="Start from these weights (ImageNet/timm file, DINO/iBOT/PASS "
-        "checkpoint, a reid run directory).", rich_help_panel=PANEL_MODEL),
-    allow_partial: bool | None = typer.Option(
-        None, "--allow-partial/--no-allow-partial",
-        help="Accept --init checkpoints whose shapes do not all fit.",
-        rich_help_panel=PANEL_MODEL),
-    drop_path: float | None = typer.Option(
-        None, "--drop-path", help="Student stochastic depth (default: 0.1).",
-        rich_help_panel=PANEL_MODEL),
-    out_dim: int | None = typer.Option(
-        None, "--out-dim", help="Head prototypes K (default: 65536; 8192 for dino-mim).",
-        rich_help_panel=PANEL_MODEL),
-    epochs: int | None = typer.Option(
-        None, "--epochs", help="Epochs (default: 100).", rich_help_panel=PANEL_OPTIM),
-    batch_size: int | None = typer.Option(
-        None, "--batch-size", help="Global batch size, all processes (default: 512).",
-        rich_help_panel=PANEL_OPTIM),
-    lr: float | None = typer.Option(
-        None, "--lr", help="Peak lr per 256 images, scaled by batch/256 (default: 5e-4).",
-        rich_help_panel=PANEL_OPTIM),
-    min_lr: float | None = typer.Option(
-        None, "--min-lr", help="Final lr of the cosine (default: 1e-6).",
-        rich_help_panel=PANEL_OPTIM),
-    warmup_epochs: int | None = typer.Option(
-        None, "--warmup-epochs", help="Linear lr warm-up epochs (default: 10).",
-        rich_help_panel=PANEL_OPTIM),
-    momentum_teacher: float | None = typer.Option(
-        None, "--momentum-teacher", help="Initial teacher EMA momentum, cosine to 1 "
-        "(default: 0.996).", rich_help_panel=PANEL_OPTIM),
-    amp: str | None = typer.Option(
-        None, "--amp", help="Mixed precision: auto, bf16, fp16 or off (default: auto = fp16 "
-        "on CUDA, off on CPU).", rich_help_panel=PANEL_OPTIM),
-    seed: int | None = typer.Option(
-        None, "--seed", help="Random seed (default: 0).", rich_help_panel=PANEL_OPTIM),
-    recipe: Path | None = typer.Option(
-        None, "--recipe", help="TOML recipe (see recipes/pretrain_*.toml); options given "
-        "here override it.", rich_help_panel=PANEL_RUN),
-    output: Path | None = typer.Option(
-        None, "-o", "--output", help="Run directory (created).", rich_help_panel=PANEL_RUN),
-    resume: bool = typer.Option(
-        False, "--resume", help="Continue the run in -o from its trainer.pt.",
-        rich_help_panel=PANEL_RUN),
-    export_every: int | None = typer.Option(
-        None, "--export-every", help="Export the teacher every N epochs (default: 1).",
-        rich_help_panel=PANEL_RUN),
-    checkpoint_every: int | None = typer.Option(
-        None, "--checkpoint-every", help="Also write trainer.pt every N iterations "
-        "(default: 0 = epoch ends only).", rich_help_panel=PANEL_RUN),
-    max_iters: int | None = typer.Option(
-        None, "--max-iters", help="Stop after N iterations of the schedule (resumable).",
-        rich_help_panel=PANEL_RUN),
-    device: str | None = typer.Option(
-        None, "--device", help="auto, cpu, cuda or cuda:N (default: auto).",
-        rich_help_panel=PANEL_RUN),
-    tensorboard: bool | None = typer.Option(
-        None, "--tensorboard/--no-tensorboard", help="Also write the per-epoch metrics to "
-        "RUN_DIR/tb for TensorBoard (pip install 'reidcli[tensorboard]').",
-        rich_help_panel=PANEL_RUN),
-) -> None:
+@run_options(DEFAULTS)
+@_run
+@_optim
+@_model
+@_data
+@_method
+def pretrain(ctx: typer.Context, run: RunArgs | None = None) -> None:
     """Self-supervised pre-training of a ViT on unlabelled person images (DINO, DINO+MIM,
     PASS); the teacher is exported as model.safetensors for `reid finetune --pretrained`."""
     from reidcli.ssl import pretrain as run_pretrain
     from reidcli.ssl.config import resolve_config, resume_config
 
-    if output is None:
-        raise typer.BadParameter("a run directory is required", param_hint="-o/--output")
-    overrides = _given(
-        method=method,
-        data=data,
-        data_root=str(data_root) if data_root is not None else None,
-        subset=subset,
-        keep=keep,
-        global_size=parse_size(size) if size is not None else None,
-        local_size=parse_size(local_size) if local_size is not None else None,
-        local_crops=local_crops,
-        crop_aspect=None if person_crops is None else
-        ((0.4, 0.6) if person_crops else (3 / 4, 4 / 3)),
-        workers=workers,
-        lambda_cls=lambda_cls,
-        lambda_mim=lambda_mim,
-        parts=parts,
-        part_crops=part_crops,
-        teacher_temp=teacher_temp,
-        warmup_teacher_temp_epochs=warmup_teacher_temp_epochs,
-        backbone=backbone,
-        stem=stem,
-        stride=stride,
-        init=init,
-        allow_partial=allow_partial,
-        drop_path=drop_path,
-        out_dim=out_dim,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        min_lr=min_lr,
-        warmup_epochs=warmup_epochs,
-        momentum_teacher=momentum_teacher,
-        amp=amp,
-        seed=seed,
-        export_every=export_every,
-        checkpoint_every=checkpoint_every,
-        max_iters=max_iters,
-        device=device,
-        tensorboard=tensorboard,
-    )
-    overrides |= {"progress": not state.quiet, "output": str(output), "resume": resume}
-    if resume:
-        if recipe is not None:
-            raise typer.BadParameter(
-                "--resume continues with the run's own config.toml; drop --recipe",
-                param_hint="--recipe",
-            )
-        cfg = resume_config(output, overrides)
-    else:
-        cfg = resolve_config(recipe, overrides)
-    run_pretrain(cfg)
+    assert run is not None  # given by @run_options
+    overrides = recipe_overrides(ctx, skip=RunArgs.NOT_FIELDS, convert={
+        "size": ("global_size", parse_size),
+        "local_size": ("local_size", parse_size),
+        "person_crops": ("crop_aspect", lambda on: (0.4, 0.6) if on else (3 / 4, 4 / 3)),
+        "data_option": ("data_options", lambda pairs: tuple(pairs) or None),
+    })
+    overrides |= {"progress": not state.quiet, "output": str(run.output), "resume": run.resume}
+    run_pretrain(run.config(resolve_config, resume_config, overrides))

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
-from reidcli.cli.common import state
+from reidcli.cli.common import batch_size_option, device_option, state, workers_option
 from reidcli.deploy.search import SearchOptions, result_table
 from reidcli.deploy.search import search as run_search
 from reidcli.utils.logging import console
@@ -36,18 +37,21 @@ def search(
                                          "`extract --images`."),
     flip: bool = typer.Option(False, "--flip/--no-flip", help="Flip averaging for queries "
                               "and gallery (a graph exported with --flip always has it)."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda."),
-    batch_size: int = typer.Option(64, "--batch-size", "-b", min=1),
-    workers: int = typer.Option(0, "--workers", "-j", min=0,
-                                help="DataLoader workers for gallery extraction."),
+    device: Annotated[str, device_option()] = "auto",
+    batch_size: Annotated[int, batch_size_option()] = 64,
+    workers: Annotated[int, workers_option(help="DataLoader workers for gallery "
+                                           "extraction.")] = 0,
     shown: int = typer.Option(5, "--show", min=0, help="Matches per query in the table."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --json or "
+                                   "-o file that reid search did not write."),
 ) -> None:
     """Rank an unlabelled gallery for each query image, nearest first (cosine distance)."""
     result = run_search(SearchOptions(
         queries=queries, gallery=gallery, checkpoint=checkpoint, onnx=onnx, k=k,
         rerank=rerank, json=json_path, picture=output, save_bank=save_bank,
         gallery_split=gallery_split, cam_regex=cam_regex, flip=flip, device=device,
-        batch_size=batch_size, workers=workers, progress=not state.quiet))
+        batch_size=batch_size, workers=workers, progress=not state.quiet,
+        overwrite=overwrite))
     if state.quiet:
         return
     if shown:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -27,6 +28,7 @@ app = typer.Typer(
 SIZE_HELP = "Image size HxW of the target cameras."
 STRENGTH_HELP = "Scale of the camera styles: 0 = all cameras alike, 1 = default, >1 = strong bias."
 WORKERS_HELP = "Worker processes (the output is identical for any number)."
+S = TypeVar("S")
 OVERWRITE_HELP = "Replace OUT if it exists and is not empty."
 
 
@@ -39,6 +41,12 @@ def _progress() -> Iterator[Callable[[int, int], None] | None]:
     with Progress(*columns, console=console, transient=True) as bar:
         task = bar.add_task("synth", total=None)
         yield lambda done, total: bar.update(task, completed=done, total=total)
+
+
+def _write(writer: Callable[..., S], out: Path, cfg: object, overwrite: bool, workers: int
+           ) -> S:
+    with _progress() as progress:
+        return writer(out, cfg, overwrite=overwrite, workers=workers, progress=progress)
 
 
 def _report(lines: list[str]) -> None:
@@ -74,8 +82,7 @@ def market(
         per_cam=per_cam, distractors=distractors, junk=junk, occlusion=occlusion,
         camera_strength=camera_strength, twins=twins,
     )
-    with _progress() as progress:
-        s = write_market(out, cfg, overwrite=overwrite, workers=workers, progress=progress)
+    s = _write(write_market, out, cfg, overwrite, workers)
     _report([
         f"wrote {s.images} images to {s.root} in {s.seconds:.1f}s ({s.cams} cameras)",
         f"  train:   {s.train_ids} ids, {s.train_images} images",
@@ -110,8 +117,7 @@ def unlabeled(
         size=parse_size(size), camera_strength=camera_strength, occlusion=occlusion,
         empty=empty, domains=domains, per_video=per_video,
     )
-    with _progress() as progress:
-        s = write_unlabeled(out, cfg, overwrite=overwrite, workers=workers, progress=progress)
+    s = _write(write_unlabeled, out, cfg, overwrite, workers)
     _report([
         f"wrote {s.images} images in {s.videos} video folders to {s.root} in {s.seconds:.1f}s",
         f"  target-like: {s.target_like}, foreign: {s.foreign} ({s.empty} without a person)",

@@ -6,8 +6,15 @@ from pathlib import Path
 
 import typer
 
-from reidcli.cli.common import parse_size, state
-from reidcli.cli.evaluate import MetricName
+from reidcli.cli.common import (
+    GallerySplitOpt,
+    MetricName,
+    MetricOpt,
+    QuerySplitOpt,
+    parse_size,
+    state,
+)
+from reidcli.retrieval.pipeline import Retrieval
 from reidcli.utils.logging import console
 from reidcli.visualize.draw import TileStyle
 from reidcli.visualize.ranklist import RankOptions, parse_queries, render_ranklist, summary_line
@@ -24,12 +31,10 @@ def visualize(
     k: int = typer.Option(10, "-k", "--top", min=1, help="Matches shown per query."),
     image_root: Path | None = typer.Option(
         None, "--image-root", help="Folder the image paths in SOURCE are relative to."),
-    metric: MetricName = typer.Option(MetricName.cosine, "--metric",
-                                      help="Bank distances: cosine or euclidean."),
+    metric: MetricOpt = MetricName.cosine,
     tile: str = typer.Option("128x64", "--tile", help="Size HxW of every tile."),
-    query_split: str = typer.Option("query", "--query-split", help="Bank split of the queries."),
-    gallery_split: str = typer.Option("gallery", "--gallery-split",
-                                      help="Bank split of the gallery."),
+    query_split: QuerySplitOpt = "query",
+    gallery_split: GallerySplitOpt = "gallery",
     overwrite: bool = typer.Option(False, "--overwrite",
                                    help="Replace an -o file that `reid visualize` did not "
                                         "draw."),
@@ -38,7 +43,7 @@ def visualize(
     red (incorrect), orange (same camera, ignored) or grey (junk, ignored), distance below."""
     result = render_ranklist(RankOptions(
         source=source, output=output, queries=parse_queries(queries), k=k,
-        image_root=image_root, metric=metric.value,  # type: ignore[arg-type]
+        image_root=image_root, retrieval=Retrieval(metric=metric.value),  # type: ignore[arg-type]
         query_split=query_split, gallery_split=gallery_split,
         style=TileStyle(tile=parse_size(tile)), overwrite=overwrite,
     ))

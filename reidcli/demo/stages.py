@@ -271,7 +271,7 @@ def extract(ctx: DemoContext, name: str, upstream: StageOutcome, run: str | None
 
 
 def evaluate(ctx: DemoContext, name: str, upstream: StageOutcome, rerank: bool) -> StageOutcome:
-    from reidcli.retrieval import RerankParams, evaluate_path
+    from reidcli.retrieval import RerankParams, Retrieval, evaluate_path
     from reidcli.retrieval.report import write_json
 
     bank = ctx.paths.bank(name)
@@ -283,7 +283,7 @@ def evaluate(ctx: DemoContext, name: str, upstream: StageOutcome, rerank: bool) 
     cmd.opt("--device", None, ctx.device_option).opt("--json", None, out)
 
     def action(_resume: bool) -> dict[str, Any]:
-        result = evaluate_path(bank, rerank=RerankParams() if rerank else None,
+        result = evaluate_path(bank, Retrieval(rerank=RerankParams() if rerank else None),
                                device=ctx.device)
         write_json(result, out)
         return {"mAP": result.mAP, "rank1": result.rank1, "mINP": result.mINP,

@@ -22,10 +22,11 @@ from reidcli.data.records import ImageRecord
 from reidcli.deploy.embedder import Embedder
 from reidcli.errors import BankError, ReidError
 from reidcli.retrieval.bank import Split, read_bank
-from reidcli.retrieval.distances import knn, prepare_features, stable_topk
-from reidcli.retrieval.rerank import RerankParams, rerank
+from reidcli.retrieval.pipeline import Retrieval
+from reidcli.retrieval.rerank import RerankParams
 from reidcli.runtime.files import file_sha256
-from reidcli.utils.io import atomic_path, atomic_write_text
+from reidcli.utils.io import atomic_path, atomic_write_text, json_with_keys
+from reidcli.utils.outputs import Output, check_output, claim_output
 from reidcli.visualize.ranking import Match, MatchKind, RankedQuery
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,8 @@ class SearchOptions:
     batch_size: int = 64
     workers: int = 0
     progress: bool = True
+    overwrite: bool = False
+    """Replace an existing --json / picture file that `reid search` did not write."""
 
 
 @dataclass
@@ -162,52 +165,77 @@ def _gallery_split(path: Path, name: str | None, embedder: Embedder,
     return split
 
 
-def rank(query: np.ndarray, gallery: np.ndarray, k: int, rerank_on: bool
+def rank(query: np.ndarray, gallery: np.ndarray, k: int, retrieval: Retrieval
          ) -> tuple[np.ndarray, np.ndarray]:
-    """(distances, gallery indices) of each query's k nearest, nearest first."""
+    """(distances, gallery indices) of each query's k nearest, nearest first.
+
+    Every gallery item takes part: a search gallery is unlabelled.
+    """
     with torch.inference_mode():
-        q = prepare_features(query, "cosine")
-        g = prepare_features(gallery, "cosine")
-        if rerank_on:
-            vals, idx = stable_topk(rerank(q, g, RerankParams()), k)
-        else:
-            vals, idx = knn(q, g, k)
+        vals, idx = retrieval.topk(*retrieval.prepare(query, gallery), k)
     return vals.numpy(), idx.numpy()
+
+
+def search_retrieval(rerank_on: bool) -> Retrieval:
+    """Cosine distances, re-ranked with the published defaults when asked."""
+    return Retrieval(rerank=RerankParams() if rerank_on else None)
+
+
+def is_search_json(path: Path) -> bool:
+    """Whether `path` holds ranked lists written by `reid search --json`."""
+    return json_with_keys(path, ("model", "gallery_bank", "queries"))
+
+
+def _claims(opts: SearchOptions) -> list[Output]:
+    """The files search writes, checked before any work: never an input (a query image, the
+    gallery bank), a foreign file only with `overwrite`."""
+    from reidcli.visualize.ranklist import is_our_picture
+
+    inputs = [Path(opts.queries), Path(opts.gallery), opts.checkpoint, opts.onnx]
+    wanted = [(opts.json, "`reid search --json`", is_search_json, "--json"),
+              (opts.picture, "`reid search` (a ranked-list picture)", is_our_picture, "-o")]
+    return [Output(path, who, ours=ours, inputs=inputs, overwrite=opts.overwrite, option=opt)
+            for path, who, ours, opt in wanted if path is not None]
 
 
 def search(opts: SearchOptions) -> SearchResult:
     """Rank the gallery for every query; write the JSON and picture when asked."""
     if opts.k < 1:
         raise ReidError(f"-k must be at least 1, got {opts.k}")
+    claims = _claims(opts)
+    for claim in claims:
+        check_output(claim)
     embedder = _embedder(opts)
     records = query_records(Path(opts.queries), opts.cam_regex)
     bank, reused = gallery_bank(opts)
     gallery = _gallery_split(bank, opts.gallery_split, embedder, opts)
     cams = np.array([r.camid for r in records], np.int64)
     feats = embedder.embed([r.path for r in records], camids=cams)
-    dists, idx = rank(feats, gallery.read_features(), opts.k, opts.rerank)
+    dists, idx = rank(feats, gallery.read_features(), opts.k, search_retrieval(opts.rerank))
     paths = gallery.read_paths()
     ranked = [RankedQuery(i, r.path, -1, r.camid, [
         Match(paths[j], -1, int(gallery.camids[j]), float(d), MatchKind.UNLABELLED, int(j))
         for d, j in zip(drow.tolist(), irow.tolist(), strict=True)])
         for i, (r, drow, irow) in enumerate(zip(records, dists, idx, strict=True))]
     result = SearchResult(ranked, bank, reused, embedder.spec.model)
-    if opts.json is not None:
-        atomic_write_text(opts.json, json.dumps(result.to_dict(), indent=2) + "\n")
-        result.json = Path(opts.json)
-    if opts.picture is not None:
-        result.picture = draw(ranked, bank, Path(opts.picture))
+    for claim in claims:
+        with claim_output(claim) as path:
+            if path == Path(opts.json or ""):
+                atomic_write_text(path, json.dumps(result.to_dict(), indent=2) + "\n")
+                result.json = path
+            else:
+                result.picture = draw(ranked, bank, path)
     return result
 
 
 def draw(ranked: list[RankedQuery], bank: Path, output: Path) -> Path:
     """The ranked lists as `reid visualize` draws them (PNG, atomic)."""
     from reidcli.visualize.draw import TileStyle, draw_ranklists
-    from reidcli.visualize.ranklist import ImageLoader
+    from reidcli.visualize.ranklist import ImageLoader, picture_tag
 
     canvas = draw_ranklists(ranked, ImageLoader(bank, None), TileStyle())
     with atomic_path(output, suffix=".png") as tmp:
-        canvas.save(tmp, format="PNG")
+        canvas.save(tmp, format="PNG", pnginfo=picture_tag())
     return output
 
 

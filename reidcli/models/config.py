@@ -12,8 +12,11 @@ enough to rebuild the network for extraction without the training data.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from reidcli.utils.recipes import setting
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -334,3 +337,45 @@ class ModelConfig:
             if kwargs.get(key) is not None:
                 kwargs[key] = tuple(kwargs[key])
         return cls(**kwargs)
+
+
+MODEL_KEY = "model_field"
+"""Field metadata of a stage configuration: the ModelConfig field this setting is."""
+_SAME: Any = object()
+DATA_FIELDS = ("num_cams", "num_views", "num_classes", "sources")
+"""ModelConfig fields that come from the training data, never from a stage's settings."""
+
+
+def model_setting(name: str, section: str = "model", default: Any = _SAME) -> Any:
+    """A stage-configuration field (`reidcli.utils.recipes.setting`) that is ModelConfig's
+    field `name`, under the stage's own key: its default is ModelConfig's unless `default`
+    is given, and `model_config_from` copies it. A model option is thus declared once, in
+    ModelConfig; a stage exposes it as a recipe key with one such line."""
+    if name not in _MODEL_DEFAULTS:
+        raise ValueError(f"ModelConfig has no field {name!r}")
+    base = setting(_MODEL_DEFAULTS[name] if default is _SAME else default, section)
+    return field(default=base.default, default_factory=base.default_factory,
+                 metadata={**base.metadata, MODEL_KEY: name})
+
+
+def model_fields(stage: Any) -> dict[str, str]:
+    """{stage field: ModelConfig field} of a stage configuration (class or instance)."""
+    return {f.name: f.metadata[MODEL_KEY] for f in dataclasses.fields(stage)
+            if MODEL_KEY in f.metadata}
+
+
+def model_config_from(stage: Any, **overrides: Any) -> ModelConfig:
+    """The ModelConfig of a stage configuration: its `model_setting` fields by name, then
+    `overrides` (ModelConfig field names: what the data or the stage decides)."""
+    values = {model: getattr(stage, name) for name, model in model_fields(stage).items()}
+    return ModelConfig(**(values | overrides))
+
+
+def stage_values(stage: Any, model: ModelConfig, names: Sequence[str]) -> dict[str, Any]:
+    """The reverse: `model`'s values of the ModelConfig fields `names`, under the stage
+    configuration's keys (a fine-tuning run that keeps a pre-trained model's input)."""
+    keys = {m: s for s, m in model_fields(stage).items()}
+    return {keys[n]: getattr(model, n) for n in names}
+
+
+_MODEL_DEFAULTS = {f.name: f.default for f in dataclasses.fields(ModelConfig)}

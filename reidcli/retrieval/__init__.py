@@ -9,18 +9,19 @@ from reidcli.retrieval.distfile import DistanceFile, Labels, read_distances, wri
 from reidcli.retrieval.evaluate import (
     EvalOptions,
     EvaluationResult,
-    evaluate_bank,
     evaluate_blocks,
-    evaluate_distance_file,
     evaluate_features,
     evaluate_path,
+    evaluate_source,
 )
 from reidcli.retrieval.export import rerank_bank
+from reidcli.retrieval.pipeline import Retrieval, Source, bank_source, open_source
 from reidcli.retrieval.rerank import RerankParams, rerank, rerank_blocks
 
 __all__ = [
     "BankWriter", "DistanceFile", "EvalOptions", "EvaluationResult", "FeatureBank", "Labels",
-    "RerankParams", "Split", "evaluate_bank", "evaluate_blocks", "evaluate_distance_file",
-    "evaluate_features", "evaluate_path", "read_bank", "read_distances", "rerank",
-    "rerank_bank", "rerank_blocks", "write_bank", "write_distances",
+    "RerankParams", "Retrieval", "Source", "Split", "bank_source", "evaluate_blocks",
+    "evaluate_features", "evaluate_path", "evaluate_source", "open_source", "read_bank",
+    "read_distances", "rerank", "rerank_bank", "rerank_blocks", "write_bank",
+    "write_distances",
 ]

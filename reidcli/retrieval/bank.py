@@ -25,6 +25,7 @@ import h5py
 import numpy as np
 
 from reidcli.errors import BankError
+from reidcli.utils.closing import Closing
 from reidcli.utils.partial_h5 import PartialH5Writer
 
 log = logging.getLogger(__name__)
@@ -104,7 +105,7 @@ def check_comparable(query: Split, gallery: Split, path: Any = None) -> None:
 
 
 @dataclass
-class FeatureBank:
+class FeatureBank(Closing):
     """A validated bank. Close it (or use `with`) when it was opened lazily from a file."""
 
     splits: dict[str, Split]
@@ -138,18 +139,13 @@ class FeatureBank:
             self._file.close()
             self._file = None
 
-    def __enter__(self) -> FeatureBank:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
 
 def _attr(value: Any) -> Any:
     return value.decode("utf-8") if isinstance(value, bytes) else value
 
 
-def _open_h5(path: Path, what: str) -> h5py.File:
+def open_h5(path: Path, what: str) -> h5py.File:
+    """An HDF5 file opened for reading; a missing or unreadable one is a `BankError`."""
     if not path.exists():
         raise BankError(f"{what} not found: {path}")
     try:
@@ -204,7 +200,7 @@ def read_bank(path: str | os.PathLike[str], *, lazy: bool = True) -> FeatureBank
     (which also loads everything into memory and closes the file).
     """
     path = Path(path)
-    f = _open_h5(path, "feature bank")
+    f = open_h5(path, "feature bank")
     try:
         check_format(f, path, BANK_FORMAT, BANK_VERSION)
         splits = {}

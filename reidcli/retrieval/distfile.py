@@ -19,7 +19,8 @@ import numpy as np
 import torch
 
 from reidcli.errors import BankError
-from reidcli.retrieval.bank import _attr, _open_h5, check_format
+from reidcli.retrieval.bank import _attr, check_format, open_h5
+from reidcli.utils.closing import Closing
 from reidcli.utils.io import atomic_h5
 
 DIST_FORMAT = "reid-distances"
@@ -38,7 +39,7 @@ class Labels:
 
 
 @dataclass
-class DistanceFile:
+class DistanceFile(Closing):
     """An open distance file; `dist` is the lazy h5py dataset (read row blocks from it)."""
 
     dist: Any
@@ -60,12 +61,6 @@ class DistanceFile:
         if self._file is not None:
             self._file.close()
             self._file = None
-
-    def __enter__(self) -> DistanceFile:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def is_distance_file(path: str | os.PathLike[str]) -> bool:
@@ -95,7 +90,7 @@ def _labels(f: h5py.File, name: str, path: Path) -> Labels:
 def read_distances(path: str | os.PathLike[str]) -> DistanceFile:
     """Open and validate a distance file (the matrix itself stays on disk)."""
     path = Path(path)
-    f = _open_h5(path, "distance file")
+    f = open_h5(path, "distance file")
     try:
         check_format(f, path, DIST_FORMAT, DIST_VERSION)
         if "dist" not in f:

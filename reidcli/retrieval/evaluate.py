@@ -11,35 +11,20 @@ import logging
 import os
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from reidcli.errors import BankError
-from reidcli.retrieval.bank import FeatureBank, check_comparable, read_bank
-from reidcli.retrieval.distances import (
-    DEFAULT_CHUNK_BYTES,
-    Metric,
-    iter_row_chunks,
-    prepare_features,
-    sq_norms,
-    sqdist,
-)
-from reidcli.retrieval.distfile import is_distance_file, read_distances
-from reidcli.retrieval.expansion import expand
+from reidcli.retrieval.distances import DEFAULT_CHUNK_BYTES
+from reidcli.retrieval.distfile import Labels
 from reidcli.retrieval.metrics import PerQuery, bootstrap_ci, per_camera, summarize
+from reidcli.retrieval.pipeline import FeatureSource, Retrieval, Source, open_source
 from reidcli.retrieval.ranking import GalleryIndex, block_metrics
-from reidcli.retrieval.rerank import RerankParams, rerank_blocks
 from reidcli.runtime.device import resolve_device
 
 log = logging.getLogger(__name__)
-
-# Bytes per query x gallery entry that one evaluated block may need at worst: the distance,
-# the candidate mask and, when every item is a candidate (a useless model), its row/column
-# indices, key and bucket.
-EVAL_BYTES_PER_ITEM = 48
 
 
 @dataclass
@@ -138,12 +123,33 @@ def evaluate_blocks(
     )
 
 
-def feature_blocks(query: torch.Tensor, gallery: torch.Tensor, budget: int
-                   ) -> Iterable[tuple[int, torch.Tensor]]:
-    """Plain distance blocks between prepared features."""
-    q_sq, g_sq = sq_norms(query), sq_norms(gallery)
-    for a, b in iter_row_chunks(query.shape[0], gallery.shape[0], budget, EVAL_BYTES_PER_ITEM):
-        yield a, sqdist(query[a:b], gallery, q_sq[a:b], g_sq)
+def evaluate_source(
+    source: Source,
+    options: EvalOptions = EvalOptions(),
+    device: str | torch.device | None = "cpu",
+) -> EvaluationResult:
+    """Evaluate a bank or a distance file opened by `open_source`."""
+    dev = resolve_device(device)
+    gallery, blocks = source.gallery, None
+    if isinstance(source, FeatureSource) and source.retrieval.rerank is None:
+        # Evaluation only: unlabelled gallery items never count once retrieval is done, so
+        # plain distances skip them (dropping columns keeps the gallery order and hence the
+        # tie-break). Re-ranking and DBA/QE still see every item, and so do distance files
+        # and `reid search`, whose galleries are unlabelled.
+        r = source.retrieval
+        q, g = r.prepare(source.query_feats, source.gallery_feats, dev, options.budget)
+        keep = np.flatnonzero(gallery.pids != -1)
+        if keep.size < len(gallery):
+            g = g[torch.as_tensor(keep, device=dev)]
+            gallery = Labels(gallery.pids[keep], gallery.camids[keep], [])
+        blocks = r.blocks(q, g, options.budget)
+    else:
+        blocks = source.blocks(dev, options.budget)
+    result = evaluate_blocks(blocks, source.query.pids, source.query.camids, gallery.pids,
+                             gallery.camids, options, dev)
+    for key, value in source.retrieval.describe().items():
+        setattr(result, key, value)
+    return result
 
 
 def evaluate_features(
@@ -153,97 +159,32 @@ def evaluate_features(
     qcams: np.ndarray,
     gpids: np.ndarray,
     gcams: np.ndarray,
+    retrieval: Retrieval = Retrieval(),
     *,
-    metric: Metric = "cosine",
-    rerank: RerankParams | None = None,
-    qe: int = 0,
-    dba: int = 0,
     options: EvalOptions = EvalOptions(),
     device: str | torch.device | None = "cpu",
 ) -> EvaluationResult:
     """Evaluate query against gallery features (optionally DBA, QE, then re-ranking)."""
-    dev = resolve_device(device)
-    gpids = np.asarray(gpids, dtype=np.int64)
-    gcams = np.asarray(gcams, dtype=np.int64)
-    q = prepare_features(query_feats, metric, dev)
-    g = prepare_features(gallery_feats, metric, dev)
-    if q.shape[1] != g.shape[1]:
-        raise BankError(f"query features have {q.shape[1]} dimensions, gallery {g.shape[1]}")
-    q, g = expand(q, g, qe=qe, dba=dba, metric=metric, budget=options.budget)
-    if rerank is not None:
-        blocks: Iterable[tuple[int, torch.Tensor]] = rerank_blocks(q, g, rerank, options.budget)
-    else:
-        # Unlabelled gallery items never count once retrieval is done, so skip them early;
-        # dropping columns keeps the gallery order and hence the tie-break.
-        keep = np.flatnonzero(gpids != -1)
-        if keep.size < gpids.size:
-            g = g[torch.as_tensor(keep, device=dev)]
-            gpids, gcams = gpids[keep], gcams[keep]
-        blocks = feature_blocks(q, g, options.budget)
-    result = evaluate_blocks(blocks, qpids, qcams, gpids, gcams, options, dev)
-    result.metric = metric
-    result.rerank = rerank.to_dict() if rerank is not None else None
-    result.qe, result.dba = qe, dba
-    return result
+    def labels(pids: np.ndarray, cams: np.ndarray) -> Labels:
+        return Labels(np.asarray(pids, dtype=np.int64), np.asarray(cams, dtype=np.int64), [])
 
-
-def evaluate_bank(
-    bank: FeatureBank | str | os.PathLike[str],
-    *,
-    query_split: str = "query",
-    gallery_split: str = "gallery",
-    **kwargs: Any,
-) -> EvaluationResult:
-    """Evaluate two splits of a bank; keyword arguments as for `evaluate_features`."""
-    own = not isinstance(bank, FeatureBank)
-    fb = read_bank(bank) if own else bank  # type: ignore[arg-type]
-    try:
-        q, g = fb[query_split], fb[gallery_split]
-        check_comparable(q, g, fb.path)
-        result = evaluate_features(q.read_features(), g.read_features(), q.pids, q.camids,
-                                   g.pids, g.camids, **kwargs)
-    finally:
-        if own:
-            fb.close()
-    result.source = str(fb.path) if fb.path else None
-    return result
-
-
-def evaluate_distance_file(
-    path: str | os.PathLike[str],
-    *,
-    options: EvalOptions = EvalOptions(),
-    device: str | torch.device | None = "cpu",
-) -> EvaluationResult:
-    """Evaluate a distance file written by `reid rerank` (or any tool following the format)."""
-    dev = resolve_device(device)
-    with read_distances(path) as df:
-        ng = len(df.gallery)
-        rows = max(1, options.budget // max(1, EVAL_BYTES_PER_ITEM * ng))
-        result = evaluate_blocks(df.iter_rows(rows), df.query.pids, df.query.camids,
-                                 df.gallery.pids, df.gallery.camids, options, dev)
-        attrs = df.attrs
-    result.metric = attrs.get("metric")
-    if "k1" in attrs:
-        result.rerank = {"k1": int(attrs["k1"]), "k2": int(attrs["k2"]),
-                         "lambda": float(attrs["lambda"])}
-    result.qe, result.dba = int(attrs.get("qe", 0)), int(attrs.get("dba", 0))
-    result.source = str(path)
-    return result
+    source = FeatureSource(query_feats, gallery_feats, labels(qpids, qcams),
+                           labels(gpids, gcams), retrieval)
+    return evaluate_source(source, options, device)
 
 
 def evaluate_path(
     path: str | os.PathLike[str],
-    **kwargs: Any,
+    retrieval: Retrieval = Retrieval(),
+    *,
+    query_split: str = "query",
+    gallery_split: str = "gallery",
+    options: EvalOptions = EvalOptions(),
+    device: str | torch.device | None = "cpu",
 ) -> EvaluationResult:
-    """A bank or a distance file, recognised by its `format` attribute."""
-    if is_distance_file(path):
-        extra = {k: v for k, v in kwargs.items()
-                 if k in ("metric", "rerank", "qe", "dba", "query_split", "gallery_split")
-                 and v not in (None, 0, "cosine", "query", "gallery")}
-        if extra:
-            raise BankError(f"{Path(path)} is a distance file: {', '.join(extra)} need a "
-                            "feature bank")
-        return evaluate_distance_file(path, options=kwargs.get("options", EvalOptions()),
-                                      device=kwargs.get("device", "cpu"))
-    return evaluate_bank(path, **kwargs)
+    """A bank's two splits or a distance file (recognised by its `format` attribute)."""
+    with open_source(path, retrieval, query_split=query_split,
+                     gallery_split=gallery_split) as source:
+        result = evaluate_source(source, options, device)
+    result.source = str(source.path)
+    return result

@@ -9,7 +9,7 @@ from pathlib import Path
 from rich.table import Table
 
 from reidcli.retrieval.evaluate import EvaluationResult
-from reidcli.utils.io import atomic_write_text
+from reidcli.utils.io import atomic_write_text, json_with_keys
 from reidcli.utils.outputs import Output
 
 
@@ -58,12 +58,7 @@ def result_json(r: EvaluationResult) -> str:
 
 def is_result_json(path: Path) -> bool:
     """Whether `path` holds results written by `write_json` (which may be replaced)."""
-    try:
-        with path.open(encoding="utf-8") as f:
-            data = json.loads(f.read(1 << 20))
-    except (OSError, ValueError):
-        return False
-    return isinstance(data, dict) and {"mAP", "cmc", "num_queries"} <= data.keys()
+    return json_with_keys(path, ("mAP", "cmc", "num_queries"))
 
 
 def json_output(path: str | os.PathLike[str], source: str | os.PathLike[str],

@@ -12,7 +12,9 @@ only by `seed` form one group, reported as mean ± sample standard deviation, as
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import statistics
 import time
 import tomllib
@@ -24,6 +26,8 @@ from reidcli.errors import ReidError
 from reidcli.runtime.rundir import RunDir
 from reidcli.ssl.config import runtime_fields as pretrain_runtime_fields
 from reidcli.training.config import runtime_fields as finetune_runtime_fields
+from reidcli.utils.io import atomic_write_text, json_with_keys
+from reidcli.utils.outputs import Output, claim_output
 
 SCORES = ("mAP", "R1", "mINP")
 """The retrieval scores compared, fractions in metrics.jsonl; the best epoch is the one with
@@ -241,3 +245,22 @@ def _first(value: Any) -> Any:
 
 def _plain(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
+
+
+def is_comparison_json(path: Path) -> bool:
+    """Whether `path` holds a comparison written by `write_comparison_json`."""
+    return json_with_keys(path, ("differing_keys", "runs", "groups"))
+
+
+def write_comparison_json(cmp: Comparison, path: str | os.PathLike[str],
+                          overwrite: bool = False) -> Path:
+    """Write the comparison as JSON, atomically; never over a file of one of the runs, and
+    over a file `reid compare` did not write only with `overwrite`."""
+    inputs = [p for r in cmp.runs for p in (RunDir(r.path).config_path,
+                                            RunDir(r.path).metrics_path,
+                                            RunDir(r.path).log_path)]
+    claim = Output(path, "`reid compare --json`", ours=is_comparison_json, inputs=inputs,
+                   overwrite=overwrite, option="--json")
+    with claim_output(claim) as dest:
+        atomic_write_text(dest, json.dumps(comparison_json(cmp), indent=2) + "\n")
+    return dest

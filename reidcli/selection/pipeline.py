@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from reidcli.data import load_dataset
+from reidcli.data.loading import parse_options
 from reidcli.errors import ReidError
 from reidcli.runtime import distributed as ddp
 from reidcli.runtime.device import amp_dtype, device_type, resolve_device
@@ -64,6 +65,8 @@ class CfsOptions:
     target_model: Path | None = None
     proxy: ProxySettings = field(default_factory=ProxySettings)
     data_root: str | None = None
+    source_options: tuple[str, ...] = ()
+    """Dataset options of the source, `KEY=VALUE` (e.g. `duplicates=keep`)."""
     workdir: Path | None = None
     """Proxies, the proxy sample list and the default scores file; default LIST.work/."""
     batch_size: int = 256
@@ -105,9 +108,10 @@ class CfsResult:
     """Where the target's own images rank among the source scores (None: not checked)."""
 
 
-def load_source(spec: str, data_root: str | None = None) -> SourceImages:
+def load_source(spec: str, data_root: str | None = None,
+                options: tuple[str, ...] = ()) -> SourceImages:
     """The source images in source order, with paths relative to the dataset root."""
-    dataset = load_dataset(spec, data_root)
+    dataset = load_dataset(spec, data_root, **parse_options(options))
     return SourceImages.from_records(spec, Path(dataset.root), dataset.training_images())
 
 
@@ -171,7 +175,7 @@ def run_check(opts: CfsOptions, scored: ScoreFile, source_run: Path, target_run:
 
 def cfs_filter(opts: CfsOptions) -> CfsResult | None:
     """Run the stage; the result on rank 0 (None on the other ranks of a torchrun job)."""
-    images = load_source(opts.source, opts.data_root)
+    images = load_source(opts.source, opts.data_root, opts.source_options)
     n_keep = count_to_keep(len(images), opts.keep, opts.keep_count)
     check_listable(images.relative)
     ctx = ddp.init_distributed(device_type(opts.device))

@@ -97,6 +97,9 @@ class ProxySettings:
 REFERENCE_SIZE = (256, 128)
 REFERENCE_PADDING = 10
 """TransReID's fine-tuning input size and crop padding (the `reid finetune` defaults)."""
+KEPT_FROM_SOURCE = ("backbone", "img_size", "stride", "stem", "part_tokens", "mean", "std")
+"""The ModelConfig fields theta_t takes from theta_s (its input and token layout); the rest
+(drop path, SIE, ...) are the fine-tuning defaults, as `finetune --pretrained` gives."""
 MIN_IDENTITIES = 2
 """Identities a target needs for the supervised target proxy (ID + triplet loss)."""
 
@@ -208,16 +211,14 @@ def crop_padding(size: Sequence[int]) -> int:
 
 def _finetune(settings: ProxySettings, target: str, data_root: str | None, output: Path,
               source_run: Path, ctx: ddp.DistContext) -> Path:
-    from reidcli.models import read_config
+    from reidcli.models import read_config, stage_values
     from reidcli.training import FinetuneConfig, finetune
 
     src = read_config(source_run)
     values: dict[str, Any] = {
         "data": target, "data_root": data_root, "output": str(output),
-        "pretrained": str(source_run), "backbone": src.backbone, "size": tuple(src.img_size),
-        "stride": src.stride, "stem": src.stem, "part_tokens": src.part_tokens,
-        "mean": tuple(src.mean), "std": tuple(src.std),  # type: ignore[arg-type]
-        "padding": crop_padding(src.img_size),
+        "pretrained": str(source_run), "padding": crop_padding(src.img_size),
+        **stage_values(FinetuneConfig, src, KEPT_FROM_SOURCE),
         "epochs": settings.epochs, "warmup_epochs": min(5, settings.epochs // 5),
         "seed": settings.seed, "workers": settings.workers, "device": settings.device,
         "amp": settings.amp, "progress": settings.progress, "resume": _resuming(output),

@@ -24,7 +24,7 @@ import h5py
 import numpy as np
 
 from reidcli.errors import BankError
-from reidcli.retrieval.bank import check_format
+from reidcli.retrieval.bank import check_format, open_h5
 from reidcli.utils.partial_h5 import PartialH5Writer
 
 SCORES_FORMAT = "reid-cfs-scores"
@@ -52,19 +52,10 @@ class ScoreFile:
         return len(self.scores)
 
 
-def _open(path: Path) -> h5py.File:
-    if not path.is_file():
-        raise BankError(f"scores file not found: {path}")
-    try:
-        return h5py.File(path, "r")
-    except OSError as err:
-        raise BankError(f"{path} is not a readable HDF5 scores file: {err}") from None
-
-
 def read_attrs(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Provenance and row count of a finished scores file, without loading the rows."""
     path = Path(path)
-    with _open(path) as f:
+    with open_h5(path, "scores file") as f:
         check_format(f, path, SCORES_FORMAT, SCORES_VERSION)
         attrs = {k: _attr(v) for k, v in f.attrs.items()}
         attrs["rows"] = int(f["scores"].shape[0]) if "scores" in f else 0
@@ -74,7 +65,7 @@ def read_attrs(path: str | os.PathLike[str]) -> dict[str, Any]:
 def read_scores(path: str | os.PathLike[str]) -> ScoreFile:
     """Scores and relative paths of a finished file, validated."""
     path = Path(path)
-    with _open(path) as f:
+    with open_h5(path, "scores file") as f:
         check_format(f, path, SCORES_FORMAT, SCORES_VERSION)
         if "scores" not in f or "paths" not in f:
             raise BankError(f"{path}: a scores file needs datasets `scores` and `paths`")

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from reidcli.errors import TrainingError
-from reidcli.models import ModelConfig, build_model, save_model
+from reidcli.models import ModelConfig, build_model, model_config_from, save_model
 from reidcli.runtime.rundir import RunDir
 from reidcli.ssl.config import PretrainConfig
 from reidcli.ssl.network import SSLNetwork
@@ -37,16 +37,9 @@ TRAINER_VERSION = 1
 
 def model_config(cfg: PretrainConfig, drop_path: float | None = None) -> ModelConfig:
     """The ReidModel configuration of the pre-trained backbone (the exported model.json)."""
-    return ModelConfig(
-        backbone=cfg.backbone,
-        img_size=tuple(cfg.global_size),
-        stride=cfg.stride,
-        stem=cfg.stem,
-        part_tokens=cfg.parts if cfg.method == "pass" else 0,
-        num_classes=0,
-        drop_path=cfg.drop_path if drop_path is None else drop_path,
-        mean=tuple(cfg.mean),
-        std=tuple(cfg.std),
+    return model_config_from(
+        cfg, part_tokens=cfg.parts if cfg.method == "pass" else 0,
+        **({} if drop_path is None else {"drop_path": drop_path}),
     )
 
 

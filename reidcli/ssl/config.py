@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from reidcli.errors import UsageError
+from reidcli.models.config import model_setting
 from reidcli.runtime.device import AMP_MODES
 from reidcli.runtime.rundir import RunDir
 from reidcli.ssl.augment import CropSpec
@@ -39,10 +40,12 @@ class PretrainConfig:
     data_root: str | None = setting(None, "data")
     subset: str | None = setting(None, "data")
     """Ordered list (e.g. a CFS list) of the images to use."""
+    data_options: tuple[str, ...] = setting((), "data")
+    """Dataset options `KEY=VALUE` (e.g. `duplicates=keep` for a list with repeated lines)."""
     keep: float | None = setting(None, "data")
     """Keep this leading fraction of the list."""
     # [input]
-    global_size: tuple[int, int] = setting(_CROP.global_size, "input")
+    global_size: tuple[int, int] = model_setting("img_size", "input", _CROP.global_size)
     local_size: tuple[int, int] = setting(_CROP.local_size, "input")
     local_crops: int = setting(_CROP.local_crops, "input")
     """Local crops per image (DINO / DINO+MIM). PASS uses parts x part_crops instead."""
@@ -51,8 +54,8 @@ class PretrainConfig:
     """None: (0.05, 0.4) for dino / dino-mim, (0.1, 0.8) of the region for pass."""
     crop_aspect: tuple[float, float] = setting(_CROP.aspect, "input")
     """Crop aspect range (w/h); (0.4, 0.6) keeps person crops person-shaped (SOLIDER)."""
-    mean: tuple[float, float, float] = setting(_CROP.mean, "input")
-    std: tuple[float, float, float] = setting(_CROP.std, "input")
+    mean: tuple[float, float, float] = model_setting("mean", "input", _CROP.mean)
+    std: tuple[float, float, float] = model_setting("std", "input", _CROP.std)
     colour_jitter: tuple[float, float, float, float] = setting(_CROP.colour_jitter, "input")
     """ColorJitter brightness, contrast, saturation, hue."""
     colour_jitter_prob: float = setting(_CROP.colour_jitter_prob, "input")
@@ -63,11 +66,11 @@ class PretrainConfig:
     """Gaussian blur sigma range in pixels of the output crop. DINO's (0.1, 2.0) is sized
     for 224-256 px crops; scale it with the crop height for small inputs."""
     # [model]
-    backbone: str = setting("vit-s", "model")
-    stem: str = setting("patch", "model")
-    stride: int | None = setting(None, "model")
+    backbone: str = model_setting("backbone", default="vit-s")
+    stem: str = model_setting("stem")
+    stride: int | None = model_setting("stride")
     """Patch-embedding stride; None = the backbone's patch size (16; DINOv2 14)."""
-    drop_path: float = setting(0.1, "model")
+    drop_path: float = model_setting("drop_path")
     init: str | None = setting(None, "model")
     """Start from these weights (a checkpoint file or a run directory)."""
     allow_partial: bool = setting(False, "model")
@@ -229,7 +232,7 @@ def backbone_problems(backbone: str, method: str) -> list[str]:
 SCHEMA = RecipeSchema(PretrainConfig, {
     "global_size": int, "local_size": int, "global_scale": float, "local_scale": float,
     "crop_aspect": float, "mean": float, "std": float, "mask_ratio": float,
-    "colour_jitter": float, "blur_sigma": float,
+    "colour_jitter": float, "blur_sigma": float, "data_options": str,
 })
 FIELDS = SCHEMA.fields
 

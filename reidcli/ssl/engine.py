@@ -30,6 +30,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from reidcli.data import load_dataset
+from reidcli.data.loading import parse_options
 from reidcli.errors import ReidError, TrainingError
 from reidcli.models import build_model, load_pretrained
 from reidcli.runtime import distributed as du
@@ -77,7 +78,7 @@ class PretrainResult:
 
 
 def load_paths(cfg: PretrainConfig) -> PathTable:
-    options: dict[str, Any] = {}
+    options: dict[str, Any] = dict(parse_options(cfg.data_options))
     if cfg.subset is not None:
         options["subset"] = cfg.subset
     if cfg.keep is not None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from reidcli.errors import UsageError
+from reidcli.models.config import model_setting
 from reidcli.runtime.device import AMP_MODES
 from reidcli.runtime.rundir import RunDir
 from reidcli.utils.recipes import RecipeSchema, setting
@@ -49,33 +50,33 @@ class FinetuneConfig:
     """Evaluate on each of these specs' query/gallery; empty = every training dataset that
     has both. The first one's scores are the run's (best model, progress line)."""
     # [input]
-    size: tuple[int, int] = setting((256, 128), "input")
-    mean: tuple[float, float, float] | None = setting(None, "input")
+    size: tuple[int, int] = model_setting("img_size", "input")
+    mean: tuple[float, float, float] | None = model_setting("mean", "input")
     """Normalisation; None = the backbone's own (0.5 for ViT/LUPerson, ImageNet for DeiT)."""
-    std: tuple[float, float, float] | None = setting(None, "input")
+    std: tuple[float, float, float] | None = model_setting("std", "input")
     flip_prob: float = setting(0.5, "input")
     padding: int = setting(10, "input")
     erase_prob: float = setting(0.5, "input")
-    # [model]
-    backbone: str = setting("vit-b", "model")
-    stride: int | None = setting(None, "model")
+    # [model] (the fields of reidcli.models.ModelConfig: `model_setting`)
+    backbone: str = model_setting("backbone")
+    stride: int | None = model_setting("stride")
     """Patch-embedding stride of ViT backbones; None = the patch size (16; DINOv2 14)."""
-    stem: str = setting("patch", "model")
-    sie: bool = setting(False, "model")
-    sie_view: bool = setting(False, "model")
-    sie_coef: float = setting(3.0, "model")
-    jpm: bool = setting(False, "model")
-    jpm_shift: int = setting(5, "model")
-    jpm_shuffle: int = setting(2, "model")
-    jpm_groups: int = setting(4, "model")
-    jpm_exact_shift: bool = setting(False, "model")
-    neck_feat: str = setting("before", "model")
-    part_tokens: int = setting(0, "model")
+    stem: str = model_setting("stem")
+    sie: bool = model_setting("sie_camera")
+    sie_view: bool = model_setting("sie_view")
+    sie_coef: float = model_setting("sie_coef")
+    jpm: bool = model_setting("jpm")
+    jpm_shift: int = model_setting("jpm_shift")
+    jpm_shuffle: int = model_setting("jpm_shuffle")
+    jpm_groups: int = model_setting("jpm_groups")
+    jpm_exact_shift: bool = model_setting("jpm_exact_shift")
+    neck_feat: str = model_setting("neck_feat")
+    part_tokens: int = model_setting("part_tokens")
     """PASS part tokens (3 for PASS checkpoints): feature = concat(CLS, mean of PARTs)."""
-    drop_path: float = setting(0.1, "model")
-    semantic_weight: float | None = setting(None, "model")
+    drop_path: float = model_setting("drop_path")
+    semantic_weight: float | None = model_setting("semantic_weight")
     """SOLIDER's lambda for Swin backbones; None = 0.2 (SOLIDER-REID)."""
-    window_size: int | None = setting(None, "model")
+    window_size: int | None = model_setting("window_size")
     """Swin attention window; None = 7 (the pre-trained one)."""
     freeze_backbone: bool = setting(False, "model")
     """Linear probe: train only the BNNeck and classifier; the backbone runs under no_grad."""

@@ -194,7 +194,7 @@ class _Trainer:
         from reidcli.data.sampler import PKSampler
         from reidcli.data.torch_dataset import ReidImageDataset
         from reidcli.data.transforms import build_test_transform, build_train_transform
-        from reidcli.models import ModelConfig, build_model
+        from reidcli.models import build_model, model_config_from
 
         cfg, ctx = self.cfg, self.ctx
         seed_everything(cfg.seed + ctx.rank)
@@ -206,29 +206,10 @@ class _Trainer:
         self.eval_sets = [e for e in self._eval_datasets(sources, loaded) if self._evaluable(e)]
         pretrained_norm = pretrained_normalisation(cfg)
         try:
-            self.model_cfg = ModelConfig(
-                backbone=cfg.backbone,
-                img_size=cfg.size,
-                stride=cfg.stride,
-                stem=cfg.stem,
-                sie_camera=cfg.sie,
-                sie_view=cfg.sie_view,
-                num_cams=max(1, self.dataset.num_cams),
-                num_views=max(1, self.dataset.num_views),
-                sie_coef=cfg.sie_coef,
-                jpm=cfg.jpm,
-                jpm_shift=cfg.jpm_shift,
-                jpm_shuffle=cfg.jpm_shuffle,
-                jpm_groups=cfg.jpm_groups,
-                jpm_exact_shift=cfg.jpm_exact_shift,
-                neck_feat=cfg.neck_feat,
-                part_tokens=cfg.part_tokens,
-                num_classes=num_classes,
-                drop_path=cfg.drop_path,
-                mean=cfg.mean or pretrained_norm[0],
-                std=cfg.std or pretrained_norm[1],
-                semantic_weight=cfg.semantic_weight,
-                window_size=cfg.window_size,
+            self.model_cfg = model_config_from(
+                cfg, num_cams=max(1, self.dataset.num_cams),
+                num_views=max(1, self.dataset.num_views), num_classes=num_classes,
+                mean=cfg.mean or pretrained_norm[0], std=cfg.std or pretrained_norm[1],
                 sources=tuple(src.to_dict() for src in self.sources),
             )
         except ValueError as err:

@@ -79,7 +79,7 @@ def retrieval_metrics(
     result = evaluate_features(
         query.feats, gallery.feats,
         query.pids, query.camids, gallery.pids, gallery.camids,
-        metric="cosine", options=EvalOptions(max_rank=10), device=device,
+        options=EvalOptions(max_rank=10), device=device,
     )
     return {
         "mAP": float(result.mAP),

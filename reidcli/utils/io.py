@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import re
@@ -238,3 +239,15 @@ def atomic_h5(path: str | os.PathLike[str], needed: int | None = None, *,
                 with contextlib.suppress(Exception):
                     f.close()
             raise
+
+
+def json_with_keys(path: str | os.PathLike[str], keys: Iterable[str],
+                   limit: int = 1 << 22) -> bool:
+    """Whether `path` holds a JSON object with all of `keys` (how a command recognises a
+    JSON file it wrote itself, and may replace); False for anything unreadable."""
+    try:
+        with Path(path).open(encoding="utf-8") as f:
+            data = json.loads(f.read(limit))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and set(keys) <= data.keys()

@@ -17,14 +17,10 @@ import numpy as np
 import torch
 
 from reidcli.errors import BankError
-from reidcli.retrieval.bank import Split, read_bank
-from reidcli.retrieval.distances import Metric, prepare_features, sq_norms, sqdist
-from reidcli.retrieval.distfile import is_distance_file, read_distances
+from reidcli.retrieval.distances import DEFAULT_CHUNK_BYTES
+from reidcli.retrieval.pipeline import Retrieval, Source, open_source
 
 JUNK_PID = -1
-# Gallery rows whose features are held at once when a bank is ranked (bounded memory for
-# MSMT17-sized galleries; the selected queries are few).
-GALLERY_BLOCK_ROWS = 65536
 
 
 class MatchKind(StrEnum):
@@ -73,19 +69,6 @@ def _check_indices(indices: Sequence[int], n_queries: int, source: os.PathLike[s
                         f"query index {bad[0]} does not exist")
 
 
-def _bank_rows(query: Split, gallery: Split, indices: Sequence[int], metric: Metric) -> np.ndarray:
-    """Distances of the chosen queries to every gallery item, gallery read block by block."""
-    q_all = query.read_features()
-    if q_all.shape[1] != gallery.dim:
-        raise BankError(f"query features have {q_all.shape[1]} dimensions, "
-                        f"gallery {gallery.dim}")
-    q = prepare_features(q_all[list(indices)], metric)
-    q_sq = sq_norms(q)
-    blocks = [sqdist(q, prepare_features(block, metric), q_sq).numpy()
-              for _, block in gallery.iter_features(GALLERY_BLOCK_ROWS)]
-    return np.concatenate(blocks, axis=1) if blocks else np.empty((len(indices), 0), np.float32)
-
-
 def _ranked(rows: np.ndarray, indices: Sequence[int], k: int, q_pids: np.ndarray,
             q_cams: np.ndarray, q_paths: Sequence[str], g_pids: np.ndarray, g_cams: np.ndarray,
             g_paths: Sequence[str]) -> list[RankedQuery]:
@@ -101,41 +84,31 @@ def _ranked(rows: np.ndarray, indices: Sequence[int], k: int, q_pids: np.ndarray
     return out
 
 
+def rank_source(src: Source, indices: Sequence[int], k: int,
+                device: torch.device | str = "cpu") -> list[RankedQuery]:
+    """The top-k ranked list of each chosen query of an open bank or distance file."""
+    if k < 1:
+        raise BankError(f"k must be at least 1, got {k}")
+    _check_indices(indices, len(src.query), src.path)
+    if len(src.gallery) == 0:
+        raise BankError(f"{src.path}: the gallery is empty")
+    with torch.inference_mode():
+        rows = src.rows(indices, device, DEFAULT_CHUNK_BYTES)
+    q, g = src.query, src.gallery
+    return _ranked(rows, indices, k, q.pids, q.camids, q.paths, g.pids, g.camids, g.paths)
+
+
 def rank_queries(
     source: os.PathLike[str] | str,
     indices: Sequence[int],
     k: int,
+    retrieval: Retrieval = Retrieval(),
     *,
-    metric: Metric = "cosine",
     query_split: str = "query",
     gallery_split: str = "gallery",
+    device: torch.device | str = "cpu",
 ) -> list[RankedQuery]:
     """The top-k ranked list of each chosen query (0-based indices into the query split)."""
-    if k < 1:
-        raise BankError(f"k must be at least 1, got {k}")
-    if is_distance_file(source):
-        with read_distances(source) as df:
-            _check_indices(indices, len(df.query), source)
-            rows = np.stack([np.asarray(df.dist[i], dtype=np.float32) for i in indices]) \
-                if indices else np.empty((0, len(df.gallery)), np.float32)
-            q, g = df.query, df.gallery
-            return _ranked(rows, indices, k, q.pids, q.camids, q.paths, g.pids, g.camids,
-                           g.paths)
-    with torch.inference_mode(), read_bank(source) as bank:
-        query, gallery = bank[query_split], bank[gallery_split]
-        _check_indices(indices, len(query), source)
-        if len(gallery) == 0:
-            raise BankError(f"{source}: the {gallery_split!r} split is empty")
-        rows = _bank_rows(query, gallery, indices, metric)
-        return _ranked(rows, indices, k, query.pids, query.camids, query.read_paths(),
-                       gallery.pids, gallery.camids, gallery.read_paths())
-
-
-def source_info(source: os.PathLike[str] | str,
-                query_split: str = "query") -> tuple[int, dict[str, object]]:
-    """(number of queries, root attributes) of a bank or distance file."""
-    if is_distance_file(source):
-        with read_distances(source) as df:
-            return len(df.query), dict(df.attrs)
-    with read_bank(source) as bank:
-        return len(bank[query_split]), dict(bank.attrs)
+    with open_source(source, retrieval, query_split=query_split,
+                     gallery_split=gallery_split) as src:
+        return rank_source(src, indices, k, device)

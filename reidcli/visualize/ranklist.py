@@ -17,11 +17,11 @@ from PIL import Image, UnidentifiedImageError
 from PIL.PngImagePlugin import PngInfo
 
 from reidcli.errors import ReidError
-from reidcli.retrieval.distances import Metric
+from reidcli.retrieval.pipeline import Retrieval, open_source
 from reidcli.utils.io import atomic_path
 from reidcli.utils.outputs import Output, claim_output
 from reidcli.visualize.draw import TileStyle, draw_ranklists
-from reidcli.visualize.ranking import RankedQuery, rank_queries, source_info
+from reidcli.visualize.ranking import RankedQuery, rank_source
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ class RankOptions:
     """The first N queries, or a list of 0-based query indices."""
     k: int = 10
     image_root: Path | None = None
-    metric: Metric = "cosine"
+    retrieval: Retrieval = Retrieval()
     """How a bank's features are compared (distance files carry their own distances)."""
     query_split: str = "query"
     gallery_split: str = "gallery"
@@ -102,6 +102,13 @@ class ImageLoader:
         return None
 
 
+def picture_tag() -> PngInfo:
+    """The PNG text chunk that marks a ranked-list picture as ours (so it may be replaced)."""
+    tag = PngInfo()
+    tag.add_text(SOFTWARE_KEY, SOFTWARE)
+    return tag
+
+
 def is_our_picture(path: Path) -> bool:
     """Whether `path` is a PNG drawn by `render_ranklist` (tagged in its text chunk)."""
     try:
@@ -122,15 +129,15 @@ def render_ranklist(opts: RankOptions) -> RankResult:
 
 
 def _render(source: Path, opts: RankOptions) -> RankResult:
-    n_queries, _ = source_info(source, opts.query_split)
-    if isinstance(opts.queries, int):
-        indices = list(range(min(opts.queries, n_queries)))
-    else:
-        indices = list(opts.queries)
-    if not indices:
-        raise ReidError(f"{source} has no queries to draw")
-    ranked = rank_queries(source, indices, opts.k, metric=opts.metric,
-                          query_split=opts.query_split, gallery_split=opts.gallery_split)
+    with open_source(source, opts.retrieval, query_split=opts.query_split,
+                     gallery_split=opts.gallery_split) as src:
+        if isinstance(opts.queries, int):
+            indices = list(range(min(opts.queries, len(src.query))))
+        else:
+            indices = list(opts.queries)
+        if not indices:
+            raise ReidError(f"{source} has no queries to draw")
+        ranked = rank_source(src, indices, opts.k)
     loader = ImageLoader(source, opts.image_root)
     canvas = draw_ranklists(ranked, loader, opts.style)
     if loader.found == 0:
@@ -143,10 +150,8 @@ def _render(source: Path, opts: RankOptions) -> RankResult:
         log.warning("%d of %d images could not be read and are drawn as grey tiles (first: %s)",
                     len(loader.missing), len(loader.missing) + loader.found, loader.missing[0])
     output = Path(opts.output)
-    tag = PngInfo()
-    tag.add_text(SOFTWARE_KEY, SOFTWARE)
     with atomic_path(output, suffix=".png") as tmp:
-        canvas.save(tmp, format="PNG", pnginfo=tag)
+        canvas.save(tmp, format="PNG", pnginfo=picture_tag())
     return RankResult(output, canvas.size, ranked, len(loader.missing))
 
 

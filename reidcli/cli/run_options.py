@@ -1,0 +1,97 @@
+"""The options `reid pretrain` and `reid finetune` share (run, device, model), declared once.
+
+Both commands default every option to None so that only typed ones override the recipe;
+their help shows the stage's defaults, passed in because importing the config dataclasses
+(torch, timm, torchvision) would slow every `reid` command down by seconds.
+tests/test_cli_options.py checks them against the dataclasses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import typer
+
+from reidcli.cli.common import default_help, option_group
+
+PANEL_DATA = "Data"
+PANEL_MODEL = "Model"
+PANEL_OPTIM = "Optimisation"
+PANEL_RUN = "Run"
+
+C = TypeVar("C")
+
+
+@dataclass(frozen=True)
+class RunArgs:
+    # The options that steer how the config is made rather than setting one of its fields.
+    NOT_FIELDS: ClassVar[tuple[str, ...]] = ("recipe", "output", "resume")
+
+    stem: str | None
+    drop_path: float | None
+    allow_partial: bool | None
+    workers: int | None
+    amp: str | None
+    seed: int | None
+    device: str | None
+    tensorboard: bool | None
+    recipe: Path | None
+    output: Path | None
+    resume: bool
+
+    def config(self, resolve: Callable[[Path | None, dict[str, Any]], C],
+               resume: Callable[[Path, dict[str, Any]], C], overrides: dict[str, Any]) -> C:
+        """defaults < recipe < `overrides`; or, with --resume, the run's own config.toml."""
+        if self.output is None:
+            raise typer.BadParameter("a run directory is required", param_hint="-o/--output")
+        if self.resume:
+            if self.recipe is not None:
+                raise typer.BadParameter(
+                    "--resume continues with the run's own config.toml; drop --recipe",
+                    param_hint="--recipe",
+                )
+            return resume(self.output, overrides)
+        return resolve(self.recipe, {**overrides, "output": str(self.output)})
+
+
+def run_options(defaults: Mapping[str, object]) -> Callable[[Any], Any]:
+    """The shared options, documented with the stage's `defaults` (stem, drop_path, workers,
+    seed, device)."""
+    return option_group("run", RunArgs, {
+        "stem": (str | None, typer.Option(
+            None, "--stem", help=default_help(defaults, "stem", "patch or ics (TransReID-SSL's "
+                                              "conv stem)"), rich_help_panel=PANEL_MODEL)),
+        "drop_path": (float | None, typer.Option(
+            None, "--drop-path", help=default_help(defaults, "drop_path", "Stochastic depth "
+                                                   "rate"), rich_help_panel=PANEL_MODEL)),
+        "allow_partial": (bool | None, typer.Option(
+            None, "--allow-partial/--no-allow-partial", help="Accept initial weights whose "
+            "shapes do not all fit.", rich_help_panel=PANEL_MODEL)),
+        "workers": (int | None, typer.Option(
+            None, "--workers", help=default_help(defaults, "workers", "DataLoader worker "
+                                                   "processes"), rich_help_panel=PANEL_DATA)),
+        "amp": (str | None, typer.Option(
+            None, "--amp", help="Mixed precision: auto, bf16, fp16 or off (default: auto = "
+            "fp16 on CUDA, off on CPU).", rich_help_panel=PANEL_OPTIM)),
+        "seed": (int | None, typer.Option(
+            None, "--seed", help=default_help(defaults, "seed", "Random seed"),
+            rich_help_panel=PANEL_OPTIM)),
+        "recipe": (Path | None, typer.Option(
+            None, "--recipe", help="TOML recipe (see recipes/); options given here override "
+            "it.", rich_help_panel=PANEL_RUN)),
+        "output": (Path | None, typer.Option(
+            None, "-o", "--output", help="Run directory (created).", rich_help_panel=PANEL_RUN)),
+        "resume": (bool, typer.Option(
+            False, "--resume", help="Continue the run in -o where it stopped (its "
+            "trainer state), with its own config.toml.", rich_help_panel=PANEL_RUN)),
+        "device": (str | None, typer.Option(
+            None, "--device", help=default_help(defaults, "device", "auto, cpu, cuda or cuda:N"),
+            rich_help_panel=PANEL_RUN)),
+        "tensorboard": (bool | None, typer.Option(
+            None, "--tensorboard/--no-tensorboard", help="Also write the per-epoch metrics to "
+            "RUN_DIR/tb for TensorBoard (pip install 'reidcli[tensorboard]').",
+            rich_help_panel=PANEL_RUN)),
+    })
