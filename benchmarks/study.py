@@ -14,11 +14,14 @@ Every step is a `reid` command (printed before it runs, copy-pasteable; run in -
 - stride: patch stride 16 vs 12.
 - rerank: k-reciprocal re-ranking, query expansion and database-side augmentation on top of
   the best fine-tuned model of the pretrain part.
+- transfer: direct transfer between two labelled synthetic worlds (other seed, palette and
+  camera styles): fine-tuned on A, on B and on A+B jointly, each run evaluated on both;
+  also A and B alone for twice the epochs, the steps of A+B.
 
 Fine-tunings run with several seeds (`--ft-seeds`); the report gives each seed, the mean and
 the standard deviation, and is written to OUT/study.md and OUT/results.json.
 
-    .venv/bin/python benchmarks/study.py                       # all parts, ~95 min on 2 CPU cores
+    .venv/bin/python benchmarks/study.py                       # all parts, ~115 min on 2 CPU cores
     .venv/bin/python benchmarks/study.py --parts sie-jpm,stride --ft-seeds 0,1
 
 Finished runs are reused when their command is the same, so an interrupted study restarts
@@ -49,7 +52,7 @@ from reidcli.runs import mean_sd as mean_and_sd
 from reidcli.utils.io import atomic_write_text
 
 REPO = Path(__file__).resolve().parent.parent
-PARTS = ("pretrain", "cfs", "sie-jpm", "stride", "rerank")
+PARTS = ("pretrain", "cfs", "sie-jpm", "stride", "rerank", "transfer")
 METHODS = ("dino", "dino-mim", "pass")
 # The like-for-like controls: each method's *initial* weights (same seed, same architecture),
 # exported after one step at a learning rate of 1e-12. Fine-tuned with the same seeds, they
@@ -67,6 +70,11 @@ RERANK = {
     "+rerank (20/6/0.3)": ["--rerank"],
     "+rerank (TransReID 50/15/0.3)": ["--rerank", "--k1", "50", "--k2", "15"],
 }
+# The transfer part's training sets: each world alone, then both jointly (one classifier
+# over disjoint id and camera ranges).
+WORLDS = ("world_a", "world_b")
+TRANSFER = {"A": ("world_a",), "B": ("world_b",), "A+B": WORLDS}
+SCORES = ("mAP", "R1", "mINP")
 
 # What the pre-training recipe changes from the LUPerson defaults, and why.
 PRETRAIN_RECIPE = """\
@@ -115,18 +123,30 @@ class Study:
     # ---- data --------------------------------------------------------------------------
     def data(self) -> None:
         a = self.args
-        common = ["--seed", str(a.seed), "--size", "128x64", "--workers", "2"]
-        jobs = [
-            ("lup", [REID, "synth", "unlabeled", "lup", "--images", str(a.images),
-                     "--target-like", str(a.target_like), "--target-cams", "6", *common]),
-            ("market", [REID, "synth", "market", "market", "--ids", str(a.ids), "--cams", "6",
-                        *common]),
-        ]
+        sized = ["--size", "128x64", "--workers", "2"]
+        common = ["--seed", str(a.seed), *sized]
+        jobs = []
+        # Only the parts that use them make the unlabelled and the plain labelled set.
+        if {"pretrain", "cfs"} & set(a.parts):
+            jobs.append(("lup", [REID, "synth", "unlabeled", "lup", "--images", str(a.images),
+                                 "--target-like", str(a.target_like), "--target-cams", "6",
+                                 *common]))
+        if {"pretrain", "cfs", "stride", "rerank"} & set(a.parts):
+            jobs.append(("market", [REID, "synth", "market", "market", "--ids", str(a.ids),
+                                    "--cams", "6", *common]))
         if "sie-jpm" in a.parts:
             jobs.append(("market_hard", [
                 REID, "synth", "market", "market_hard", "--ids", str(a.ids), "--cams", "6",
                 "--camera-strength", str(a.camera_strength), "--occlusion", str(a.occlusion),
                 *common]))
+        if "transfer" in a.parts:
+            # Two worlds: another seed each (clothing palette, cameras, scenery), and B with
+            # stronger camera styles, so the gap is more than a re-draw of one world.
+            for i, (name, strength) in enumerate(zip(WORLDS, a.world_strength.split(","),
+                                                     strict=True)):
+                jobs.append((name, [
+                    REID, "synth", "market", name, "--ids", str(a.ids), "--cams", "6",
+                    "--camera-strength", strength, "--seed", str(a.seed + 1 + i), *sized]))
         for name, cmd in jobs:
             self._run(name, cmd, lambda p: (p / "synth.json").is_file())
         atomic_write_text(self.out / "pretrain.toml", PRETRAIN_RECIPE.format(
@@ -168,14 +188,15 @@ class Study:
             "teacher_entropy": round(run["teacher_entropy"], 3),
         }
 
-    def finetune_cmd(self, name: str, seed: int, start: str | None, data: str = "market",
-                     extra: list[str] | None = None, size: str | None = None) -> list[str]:
+    def finetune_cmd(self, name: str, seed: int, start: str | None,
+                     data: tuple[str, ...] = ("market",), extra: list[str] | None = None,
+                     size: str | None = None, epochs: int | None = None) -> list[str]:
         a = self.args
         size = size or a.size
         recipe = "finetune.toml" if size == a.size else "finetune128.toml"
-        cmd = [REID, "finetune", "--recipe", recipe, "--data", f"market1501:{data}",
+        cmd = [REID, "finetune", "--recipe", recipe, *specs("--data", data),
                "--backbone", a.backbone, "--stem", a.stem, "--size", size,
-               "--epochs", str(a.ft_epochs),
+               "--epochs", str(epochs or a.ft_epochs),
                "--optimizer", "adamw", "--lr", str(a.ft_lr),
                "--warmup-epochs", str(min(2, a.ft_epochs)),
                "--batch", "16x4", "--drop-path", "0", "--workers", str(a.workers),
@@ -186,10 +207,14 @@ class Study:
         return cmd
 
     def finetune_all(self, starts: dict[str, tuple[str | None, list[str]]],
-                     prefix: str, **kw: Any) -> dict[str, list[dict[str, float]]]:
-        """Fine-tune every start with every seed; {start: [{seed, mAP, R1, mINP}, ...]}."""
+                     prefix: str, suffix: str = "", **kw: Any) -> dict[str, list[dict[str, float]]]:
+        """Fine-tune every start with every seed; {start: [{seed, mAP, R1, mINP}, ...]}.
+
+        `suffix` picks one evaluation dataset of runs that evaluate several (`reid compare`
+        names their scores `mAP [NAME]`)."""
+        # Seed by seed, so that a study stopped early has every start's first seeds.
         jobs = [(label, seed, run_name(prefix, label, seed), start, extra)
-                for label, (start, extra) in starts.items() for seed in self.ft_seeds]
+                for seed in self.ft_seeds for label, (start, extra) in starts.items()]
         self._batch([(name, self.finetune_cmd(name, seed, start, extra=extra, **kw))
                      for _, seed, name, start, extra in jobs])
         rows: dict[str, list[dict[str, float]]] = {}
@@ -197,8 +222,8 @@ class Study:
             cmp = compare_runs([self.out / name for lab, _, name, _, _ in jobs if lab == label])
             if len(cmp.groups) != 1:  # a label's runs must differ by their seed alone
                 raise SystemExit(f"{label}: runs differ in {cmp.differing}, not only the seed")
-            rows[label] = [{"seed": run.seed, **{k: round(100 * run.values[k], 2)
-                                                 for k in ("mAP", "R1", "mINP")}}
+            rows[label] = [{"seed": run.seed, **{k: round(100 * run.values[k + suffix], 2)
+                                                 for k in SCORES}}
                            for run in cmp.runs]
         return rows
 
@@ -275,7 +300,7 @@ class Study:
     def part_sie_jpm(self) -> None:
         starts = {label: (None, extra) for label, extra in SIE_JPM.items()}
         self.results["sie-jpm"] = {"finetune": self.finetune_all(
-            starts, "ftcam", data="market_hard")}
+            starts, "ftcam", data=("market_hard",))}
 
     def part_stride(self) -> None:
         starts = {f"stride {s}": (None, ["--stride", str(s)]) for s in (16, 12)}
@@ -299,6 +324,26 @@ class Study:
                     {"seed": seed, **self.evaluate(bank, f"{run}_e{i}.json", extra)})
         self.results["rerank"] = {"model": best, "finetune": rows}
 
+    def part_transfer(self) -> None:
+        # Every run evaluates on both worlds (the first --eval-data, its own, picks best/):
+        # one training gives the in-domain and the direct-transfer score.
+        # The training sets go with the options (data=()), so that one batch runs them all
+        # and the second world's call only reads the same runs back.
+        evals = specs("--eval-data", WORLDS)
+        starts = {label: (None, [*specs("--data", data), *evals])
+                  for label, data in TRANSFER.items()}
+        # A+B's epochs hold both worlds' images: twice the steps of one world's. The same
+        # world alone for twice the epochs tells extra data from extra steps.
+        epochs = 2 * self.args.ft_epochs
+        longer = {f"{label}, {epochs} epochs": starts[label] for label in ("A", "B")}
+        rows: dict[str, dict[str, list[dict[str, float]]]] = {}
+        for world in WORLDS:
+            suffix = f" [market1501:{world}]"
+            rows[world] = self.finetune_all(starts, "fttr", suffix=suffix, data=())
+            rows[world] |= self.finetune_all(longer, "fttr", suffix=suffix, data=(),
+                                             epochs=epochs)
+        self.results["transfer"] = {"finetune": rows}
+
 
 
 def blur_sigma(option: str, size: str) -> str:
@@ -307,6 +352,11 @@ def blur_sigma(option: str, size: str) -> str:
         return option
     scale = int(size.split("x")[0]) / 256
     return f"[{0.1 * scale:g}, {2.0 * scale:g}]"
+
+
+def specs(option: str, folders: tuple[str, ...]) -> list[str]:
+    """`--data market1501:F` (or another option) for each synthetic Market-layout folder."""
+    return [x for folder in folders for x in (option, f"market1501:{folder}")]
 
 
 def run_name(prefix: str, label: str, seed: int) -> str:
@@ -334,6 +384,17 @@ def table(rows: dict[str, list[dict[str, float]]], label: str) -> str:
         per_seed = " / ".join(f"{r['mAP']:.1f}" for r in rs)
         lines.append(f"| {name} | {mean_sd([r['mAP'] for r in rs])} | {per_seed} | "
                      f"{mean_sd([r['R1'] for r in rs])} | {mean_sd([r['mINP'] for r in rs])} |")
+    return "\n".join(lines)
+
+
+def transfer_table(rows: dict[str, dict[str, list[dict[str, float]]]]) -> str:
+    """Training set x test world, mAP % mean ± sd: {world: {training set: [per seed]}}."""
+    worlds = list(rows)
+    lines = ["| trained on | " + " | ".join(f"mAP % on {w}" for w in worlds) + " |",
+             "| --- |" + " --- |" * len(worlds)]
+    for label in rows[worlds[0]]:
+        lines.append(f"| {label} | " + " | ".join(
+            mean_sd([r["mAP"] for r in rows[w][label]]) for w in worlds) + " |")
     return "\n".join(lines)
 
 
@@ -379,6 +440,11 @@ def report(study: Study, started: float) -> str:
         if key in r:
             extra = f" on `{r[key]['model']}`" if key == "rerank" else ""
             out += [f"## {title}{extra}\n", table(r[key]["finetune"], label), ""]
+    if "transfer" in r:
+        t = r["transfer"]["finetune"]
+        out += ["## 6. Direct transfer between two synthetic worlds\n",
+                transfer_table(t), ""]
+        out += [f"Tested on {world}:\n\n{table(rows, 'trained on')}\n" for world, rows in t.items()]
     return "\n".join(out)
 
 
@@ -393,6 +459,9 @@ def main() -> None:
     p.add_argument("--ids", type=int, default=100, help="identities of the Market-layout sets")
     p.add_argument("--camera-strength", type=float, default=2.5, help="sie-jpm data")
     p.add_argument("--occlusion", type=float, default=0.3, help="sie-jpm data")
+    p.add_argument("--world-strength", default="1,2",
+                   help="transfer data: --camera-strength of worlds A and B (seeds: --seed + 1, "
+                        "--seed + 2)")
     p.add_argument("--backbone", default="vit-tiny-test")
     p.add_argument("--stem", default="patch", help="patch or ics, for every start")
     p.add_argument("--size", default="64x32", help="pre-training globals and fine-tuning input")
