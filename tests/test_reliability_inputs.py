@@ -449,3 +449,30 @@ def test_duplicates_choice_reaches_pretrain_and_cfs_filter_from_the_cli(
                         "duplicates=error", "--keep", "0.5", "-o", str(tmp_path / "l.txt")],
                   catch_exceptions=False)
     assert seen["cfs"].source_options == ("duplicates=error",)
+
+
+def test_resume_elsewhere_finds_a_dataset_named_without_a_path(
+    market: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dataclasses
+
+    from reidcli.ssl.config import PretrainConfig
+
+    work = tmp_path / "work"
+    _copy_market(market, work / "data" / "market1501")
+    monkeypatch.chdir(work)
+    monkeypatch.delenv("REID_DATA_ROOT", raising=False)
+    cfg = dataclasses.replace(tiny_config(market, Path("runs/a")), data=("market1501",))
+    with pytest.raises(KeyboardInterrupt):
+        finetune(cfg, Hooks(on_epoch_end=_stop_after_first))
+    # Found under ./data at start: config.toml keeps that root, absolute.
+    assert f'data_root = "{work / "data"}"' in (work / "runs/a/config.toml").read_text()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    result = finetune(resume_config(work / "runs/a", {"progress": False}))
+    assert result.start_epoch == 2
+    # Pre-training saves it the same way; a dataset given with its path needs no root.
+    assert PretrainConfig(data="luperson", output="r").resolved().data_root == str(
+        elsewhere / "data")
+    assert PretrainConfig(data=f"luperson:{work}", output="r").resolved().data_root is None

@@ -57,6 +57,17 @@ def absolute_spec(spec: str) -> str:
     return f"{name}:{absolute_path(path)}"
 
 
+def absolute_data_root(data_root: str | None, specs: tuple[str, ...] | list[str]) -> str | None:
+    """The data root to save with a run, absolute: the given one, or (when a spec names a
+    dataset without a path) the one it was found under (`$REID_DATA_ROOT` or `./data` at
+    start), so that `--resume` from another directory or shell finds the same data."""
+    if data_root is not None:
+        return absolute_path(data_root)
+    if any(":" not in s or not s.partition(":")[2].strip() for s in specs):
+        return str(default_data_root().resolve())
+    return None
+
+
 def default_data_root(data_root: str | os.PathLike[str] | None = None) -> Path:
     """`data_root` if given, else `$REID_DATA_ROOT`, else `./data`."""
     if data_root is not None:

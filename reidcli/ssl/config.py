@@ -134,11 +134,17 @@ class PretrainConfig:
 
     def resolved(self) -> PretrainConfig:
         """A copy with method-dependent defaults filled in and absolute paths, validated."""
-        from reidcli.data.roots import absolute_if_present, absolute_path, absolute_spec
+        from reidcli.data.roots import (
+            absolute_data_root,
+            absolute_if_present,
+            absolute_path,
+            absolute_spec,
+        )
 
         # Absolute paths in config.toml: `--resume` then works from any directory.
         cfg = dataclasses.replace(
-            self, data=absolute_spec(self.data), data_root=absolute_path(self.data_root),
+            self, data=absolute_spec(self.data),
+            data_root=absolute_data_root(self.data_root, (self.data,)),
             subset=absolute_if_present(self.subset), init=absolute_path(self.init, ("timm",)),
         )
         if cfg.out_dim is None:

@@ -167,7 +167,12 @@ class FinetuneConfig:
         """A copy whose data, data root, pretrained weights and subset list are absolute
         paths: config.toml stores these, so `--resume` works from any directory (a run
         saved with relative paths resolves them against the working directory as before)."""
-        from reidcli.data.roots import absolute_if_present, absolute_path, absolute_spec
+        from reidcli.data.roots import (
+            absolute_data_root,
+            absolute_if_present,
+            absolute_path,
+            absolute_spec,
+        )
 
         options = []
         for pair in self.data_options:
@@ -177,7 +182,7 @@ class FinetuneConfig:
             options.append(pair)
         return dataclasses.replace(
             self, data=tuple(absolute_spec(d) for d in self.data),
-            data_root=absolute_path(self.data_root),
+            data_root=absolute_data_root(self.data_root, (*self.data, *self.eval_data)),
             eval_data=tuple(absolute_spec(d) for d in self.eval_data),
             pretrained=absolute_path(self.pretrained, ("timm",)), data_options=tuple(options),
         )
