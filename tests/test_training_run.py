@@ -171,7 +171,7 @@ def test_normalisation_mismatch_with_the_checkpoint_warns(
     market: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     from reidcli.models import ModelConfig, build_model, save_model
-    from reidcli.training.engine import pretrained_normalisation
+    from reidcli.training.normalisation import pretrained_normalisation
 
     imagenet = ModelConfig(backbone="vit-tiny-test", img_size=(64, 32),
                            mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))

@@ -11,7 +11,8 @@ from reidcli.training.config import (
     resolve_config,
     resume_config,
 )
-from reidcli.training.engine import BatchInfo, EpochInfo, Hooks, RunResult, finetune
+from reidcli.training.engine import finetune
+from reidcli.training.results import BatchInfo, EpochInfo, Hooks, RunResult
 
 __all__ = [
     "BatchInfo",

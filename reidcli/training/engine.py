@@ -18,9 +18,6 @@ import bisect
 import logging
 import math
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -28,8 +25,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from reidcli.data.check import evaluation_problem
-from reidcli.errors import CheckpointError, DatasetError, ReidError, TrainingError
+from reidcli.errors import ReidError, TrainingError
 from reidcli.models import save_model
 from reidcli.runtime import distributed as du
 from reidcli.runtime.device import amp_dtype, autocast, device_type, resolve_device
@@ -42,10 +38,19 @@ from reidcli.training.config import (
     load_run_config,
     runtime_fields,
 )
-from reidcli.training.evaluation import extract, make_eval_loader, retrieval_metrics
+from reidcli.training.evaluation import (
+    EvalSet,
+    eval_datasets,
+    evaluation_blocker,
+    extract,
+    make_eval_loader,
+    retrieval_metrics,
+)
 from reidcli.training.losses import ReidLoss, accuracy
+from reidcli.training.normalisation import pretrained_normalisation
 from reidcli.training.optim import build_optimizer
 from reidcli.training.progress import TrainProgress, print_summary
+from reidcli.training.results import BatchInfo, EpochInfo, Hooks, RunResult
 from reidcli.training.rng import capture_rng, restore_rng, seed_everything
 from reidcli.training.schedule import build_scheduler
 from reidcli.utils.faults import crash_point
@@ -55,107 +60,6 @@ log = logging.getLogger(__name__)
 
 TRAINER_FORMAT = "reidcli-trainer"
 TRAINER_VERSION = 1
-
-
-@dataclass
-class BatchInfo:
-    """Passed to `Hooks.on_batch` after every optimiser step."""
-
-    epoch: int
-    step: int
-    indices: torch.Tensor  # dataset indices this rank trained on
-    loss: float
-    model: nn.Module  # unwrapped (no DDP)
-    rank: int
-
-
-@dataclass
-class EpochInfo:
-    """Passed to `Hooks.on_epoch_end` after the epoch's checkpoint is written."""
-
-    epoch: int
-    record: dict[str, Any]
-    model: nn.Module
-    rank: int
-
-
-@dataclass
-class Hooks:
-    """Optional callbacks for library users (and tests); an exception in one stops training
-    after the last written checkpoint, like any interruption."""
-
-    on_batch: Callable[[BatchInfo], None] | None = None
-    on_epoch_end: Callable[[EpochInfo], None] | None = None
-
-
-@dataclass
-class RunResult:
-    run_dir: Path
-    epochs: int
-    start_epoch: int
-    best_epoch: int | None = None
-    best_map: float | None = None
-    final: dict[str, float] = field(default_factory=dict)
-    metrics: list[dict[str, Any]] = field(default_factory=list)
-    evaluations: dict[str, dict[str, float]] = field(default_factory=dict)
-    """The last evaluation's scores per evaluation dataset (`final` is the first one's)."""
-
-
-@dataclass
-class EvalDataset:
-    """A dataset evaluated during training; `cam_offset` shifts its cameras into the model's
-    SIE range (None: unknown camera, a dataset the model did not train on)."""
-
-    label: str
-    dataset: Any
-    cam_offset: int | None
-
-
-@dataclass
-class EvalSet:
-    label: str
-    cam_offset: int | None
-    query: DataLoader
-    gallery: DataLoader
-
-
-def pretrained_normalisation(cfg: FinetuneConfig) -> tuple[Any, Any]:
-    """(mean, std) a reidcli export given as --pretrained was trained with, else (None, None).
-
-    A model pre-trained by `reid pretrain` saw ImageNet statistics; fine-tuning it with the
-    backbone's default 0.5/0.5 would shift every input. The export may be named by its run
-    directory or by a file in it (`export_config`). Explicit --mean/--std (or a recipe's)
-    still win, with a warning when they differ from the checkpoint's.
-    """
-    if not cfg.pretrained:
-        return None, None
-    from reidcli.models.checkpoint import export_config
-
-    try:
-        saved = export_config(cfg.pretrained)
-    except CheckpointError as err:
-        # The weights may still load (load_pretrained tolerates an unreadable config).
-        log.warning("no normalisation from %s (%s); using the recipe's or the backbone's",
-                    cfg.pretrained, err)
-        return None, None
-    if saved is None:
-        return None, None
-    ours = (cfg.mean or saved.mean, cfg.std or saved.std)
-    if not all(_close(a, b) for a, b in zip(ours, (saved.mean, saved.std), strict=True)):
-        log.warning(
-            "normalisation mean %s std %s differs from the one %s was trained with (mean %s "
-            "std %s); remove mean/std from the recipe or command line to use the checkpoint's",
-            _fmt(ours[0]), _fmt(ours[1]), cfg.pretrained, _fmt(saved.mean), _fmt(saved.std),
-        )
-    return saved.mean, saved.std
-
-
-def _close(a: Any, b: Any) -> bool:
-    return all(math.isclose(x, y, abs_tol=1e-6) for x, y in zip(a, b, strict=True))
-
-
-def _fmt(values: Any) -> str:
-    return "(" + ", ".join(f"{v:g}" for v in values) + ")"
 
 
 class _Trainer:
@@ -203,7 +107,18 @@ class _Trainer:
         self.sources = sources if len(sources) > 1 else []
         train = self.dataset.train
         num_classes = self._num_classes()
-        self.eval_sets = [e for e in self._eval_datasets(sources, loaded) if self._evaluable(e)]
+        found = eval_datasets(cfg, sources, loaded)
+        if not found and not cfg.eval_data:
+            self._say(f"{self.dataset.name} has no query/gallery split: no evaluation")
+        self.eval_sets = []
+        for e in found:
+            problem = evaluation_blocker(e, cfg.allow_no_eval)
+            if problem is None:
+                self.eval_sets.append(e)
+                continue
+            log.warning("%s: training without evaluation (--allow-no-eval)", problem)
+            if self.main:
+                self.run.append_log([f"warning: {problem}: training without evaluation"])
         pretrained_norm = pretrained_normalisation(cfg)
         try:
             self.model_cfg = model_config_from(
@@ -329,56 +244,6 @@ class _Trainer:
             return None
         ends = [s.pid_offset + s.num_pids for s in self.sources]
         return [bisect.bisect_right(ends, r.pid) for r in train]
-
-    def _eval_datasets(self, sources: list[Any], loaded: list[Any]) -> list[EvalDataset]:
-        """--eval-data's datasets (a training dataset among them keeps its camera offset),
-        else every training dataset with both a query and a gallery split."""
-        from reidcli.data import load_dataset
-        from reidcli.data.joint import camera_offset, options_for, spec_labels
-
-        cfg = self.cfg
-        trained = {spec: (src, ds) for spec, src, ds in zip(cfg.data, sources, loaded,
-                                                              strict=True)}
-        if not cfg.eval_data:
-            found = [EvalDataset(src.label, ds, src.cam_offset)
-                     for src, ds in trained.values()
-                     if ds.splits.get("query") and ds.splits.get("gallery")]
-            if not found:
-                self._say(f"{self.dataset.name} has no query/gallery split: no evaluation")
-            return found
-        joint = len(cfg.data) > 1
-        out = []
-        for label, spec in zip(spec_labels(cfg.eval_data), cfg.eval_data, strict=True):
-            if spec in trained:
-                src, ds = trained[spec]
-                out.append(EvalDataset(label, ds, src.cam_offset))
-            else:
-                ds = load_dataset(spec, cfg.data_root, **options_for(cfg.data_options, spec, None))
-                # As `reid extract` decides: a joint model knows a dataset's cameras by its
-                # folder or name; a one-dataset model takes the ids as they are (as before).
-                offset = camera_offset(sources, ds.name, ds.root) if joint else 0
-                out.append(EvalDataset(label, ds, offset))
-        return out
-
-    def _evaluable(self, evaluated: EvalDataset) -> bool:
-        """Before any training: False (with a warning) when the query set cannot be scored
-        and --allow-no-eval was given; an error without it, instead of after the last epoch."""
-        ds = evaluated.dataset
-        if not (ds.splits.get("query") and ds.splits.get("gallery")):
-            raise DatasetError(f"--eval-data {evaluated.label}: {ds.name} at {ds.root} has no "
-                               "query/gallery split to evaluate on")
-        problem = evaluation_problem(ds)
-        if problem is None:
-            return True
-        if not self.cfg.allow_no_eval:
-            raise DatasetError(
-                f"{problem.message}. Fix the query/gallery split (see `reid datasets check`) or "
-                "train without evaluation with --allow-no-eval"
-            )
-        log.warning("%s: training without evaluation (--allow-no-eval)", problem.message)
-        if self.main:
-            self.run.append_log([f"warning: {problem.message}: training without evaluation"])
-        return False
 
     def _load_pretrained(self, model: nn.Module) -> None:
         from reidcli.models import load_pretrained

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -88,3 +89,69 @@ def retrieval_metrics(
         "R10": float(result.rank10),
         "mINP": float(result.mINP),
     }
+
+
+# -- which datasets a fine-tuning run evaluates on -------------------------------------------
+@dataclass
+class EvalDataset:
+    """A dataset evaluated during training; `cam_offset` shifts its cameras into the model's
+    SIE range (None: unknown camera, a dataset the model did not train on)."""
+
+    label: str
+    dataset: Any
+    cam_offset: int | None
+
+
+@dataclass
+class EvalSet:
+    label: str
+    cam_offset: int | None
+    query: DataLoader
+    gallery: DataLoader
+
+
+def eval_datasets(cfg: Any, sources: list[Any], loaded: list[Any]) -> list[EvalDataset]:
+    """--eval-data's datasets (a training dataset among them keeps its camera offset),
+    else every training dataset with both a query and a gallery split."""
+    from reidcli.data import load_dataset
+    from reidcli.data.joint import camera_offset, options_for, spec_labels
+
+    trained = {spec: (src, ds) for spec, src, ds in zip(cfg.data, sources, loaded, strict=True)}
+    if not cfg.eval_data:
+        return [EvalDataset(src.label, ds, src.cam_offset) for src, ds in trained.values()
+                if ds.splits.get("query") and ds.splits.get("gallery")]
+    joint = len(cfg.data) > 1
+    out = []
+    for label, spec in zip(spec_labels(cfg.eval_data), cfg.eval_data, strict=True):
+        if spec in trained:
+            src, ds = trained[spec]
+            out.append(EvalDataset(label, ds, src.cam_offset))
+        else:
+            ds = load_dataset(spec, cfg.data_root, **options_for(cfg.data_options, spec, None))
+            # As `reid extract` decides: a joint model knows a dataset's cameras by its
+            # folder or name; a one-dataset model takes the ids as they are (as before).
+            offset = camera_offset(sources, ds.name, ds.root) if joint else 0
+            out.append(EvalDataset(label, ds, offset))
+    return out
+
+
+def evaluation_blocker(evaluated: EvalDataset, allow_no_eval: bool) -> str | None:
+    """Checked before any training, instead of failing after the last epoch: None when the
+    query set can be scored; the reason it cannot when `allow_no_eval` (train without
+    evaluation); an error otherwise."""
+    from reidcli.data.check import evaluation_problem
+    from reidcli.errors import DatasetError
+
+    ds = evaluated.dataset
+    if not (ds.splits.get("query") and ds.splits.get("gallery")):
+        raise DatasetError(f"--eval-data {evaluated.label}: {ds.name} at {ds.root} has no "
+                           "query/gallery split to evaluate on")
+    problem = evaluation_problem(ds)
+    if problem is None:
+        return None
+    if not allow_no_eval:
+        raise DatasetError(
+            f"{problem.message}. Fix the query/gallery split (see `reid datasets check`) or "
+            "train without evaluation with --allow-no-eval"
+        )
+    return problem.message
