@@ -44,7 +44,8 @@ def ensure_folder(folder: str | os.PathLike[str], option: str | None = None) -> 
 # Temporary names carry the writer's host and process id, so that a later run can tell the
 # leftovers of a dead process (removed by `remove_orphans`) from a live writer's file.
 _TEMP = re.compile(r"^\..+\.(?P<host>[A-Za-z0-9_]+)-(?P<pid>\d+)\.[A-Za-z0-9_]{8}[^/]*$")
-# What versions before the tag left (`.NAME.XXXXXXXX.tmp`); no live writer makes these now.
+# What versions before the tag left (`.NAME.<8 random chars>.tmp`); no live writer makes
+# these now.
 _LEGACY_TEMP = re.compile(r"^\..+\.[a-z0-9_]{8}(\.h5)?\.tmp$")
 _cleaned: set[str] = set()
 
@@ -76,8 +77,8 @@ def remove_orphans(folder: str | os.PathLike[str], legacy: Iterable[str] = ()) -
     """Delete the temporary files that dead writers left in `folder`; return what went.
 
     A temporary file of this host whose process is gone can belong to no running write;
-    untagged ones (`.NAME.XXXXXXXX.tmp`, what versions before the tag left) are removed only
-    for the destination names in `legacy`.
+    untagged ones (`.NAME.<8 random chars>.tmp`, what versions before the tag left) are
+    removed only for the destination names in `legacy`.
     """
     removed: list[Path] = []
     host = _host()
