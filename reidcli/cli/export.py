@@ -50,6 +50,9 @@ def export(
                                "cpu, cuda or auto."),
     overwrite: bool = typer.Option(False, "--overwrite",
                                    help="Replace an existing file that reid export did not write."),
+    portable: bool = typer.Option(
+        False, "--portable", help="Standard ONNX operators only (for TensorRT, OpenVINO, ...); "
+        "by default ViT attention is onnxruntime's fused Attention operator."),
 ) -> None:
     """Export the model as `reid extract` runs it to ONNX, verified with onnxruntime.
 
@@ -62,14 +65,15 @@ def export(
         checkpoint=checkpoint, output=output, flip=flip, fp16=fp16, atol=atol,
         input_dtype=input_type.value, layout=layout.value, normalize=normalize, data=data,
         data_root=data_root, images=images, verify_batch=verify_batch, device=device,
-        overwrite=overwrite))
+        overwrite=overwrite, portable=portable))
     if state.quiet:
         return
     spec, check = result.spec, result.verification
     ids = f"; optional inputs {', '.join(spec.id_inputs)}" if spec.id_inputs else ""
+    fused = "; onnxruntime fused attention" if spec.fused_attention else ""
     console.print(f"verified on {check.batch} {check.source} images: max |diff| "
                   f"{check.max_abs_diff:.2e} (atol {check.atol:g}), min cosine "
                   f"{check.min_cosine:.6f}", highlight=False)
     console.print(f"wrote {result.path} ({spec.model}, {spec.input_dtype} {spec.layout} "
                   f"{spec.img_size[0]}x{spec.img_size[1]} -> {spec.feature_dim}-d "
-                  f"{spec.precision}{ids}) and {result.sidecar.name}", highlight=False)
+                  f"{spec.precision}{ids}{fused}) and {result.sidecar.name}", highlight=False)

@@ -5,6 +5,9 @@ The graph is `DeployModule` traced with torch's TorchScript-based ONNX exporter
 where the dynamo exporter takes tens of seconds here. Before anything is written, the graph
 runs in onnxruntime on a batch (real images if given, else deterministic random pixels; SIE
 models with and without camera ids) and must match the torch model within `atol`.
+
+In float32, timm's ViT attention blocks are written as onnxruntime's fused `Attention`
+operator (`reidcli.deploy.attention`) unless `portable` asks for standard operators only.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from reidcli.deploy.attention import DOMAIN, DOMAIN_VERSION, onnxruntime_attention
 from reidcli.deploy.pixels import Resizer
 from reidcli.errors import ReidError
 from reidcli.inference.graph import (
@@ -64,6 +68,8 @@ class ExportOptions:
     """Where the graph is verified: cpu, cuda (fp16 needs a CUDA provider) or auto."""
     overwrite: bool = False
     """Replace an existing file that `reid export` did not write (one without a sidecar)."""
+    portable: bool = False
+    """Standard ONNX operators only (no onnxruntime `com.microsoft` fused attention)."""
 
 
 @dataclass
@@ -235,13 +241,18 @@ def export_onnx(opts: ExportOptions) -> ExportResult:
     ckpt = Path(opts.checkpoint)
     claim = Output(output, "`reid export`", ours=lambda p: sidecar_path(p).is_file(),
                    inputs=[ckpt / WEIGHTS_NAME, ckpt / CONFIG_NAME], overwrite=opts.overwrite)
+    # onnxruntime's CPU Attention kernel is float32 only; half graphs keep standard operators.
+    fuse = not (opts.portable or opts.fp16)
     with claim_output(claim), atomic_path(output, suffix=".onnx.tmp") as tmp:
-        with _exact_roll(), warnings.catch_warnings(), torch.no_grad():
+        with (_exact_roll(), warnings.catch_warnings(), torch.no_grad(),
+              onnxruntime_attention(traced) if fuse else contextlib.nullcontext(0) as fused):
             # Tracer warnings about Python ints from shapes concern the static image size.
             warnings.simplefilter("ignore")
+            spec.fused_attention = fused > 0
             torch.onnx.export(_Positional(traced, spec.id_inputs).eval(), (example, *ids), str(tmp),
                               input_names=names, output_names=[FEATURES], dynamic_axes=axes,
-                              opset_version=OPSET, do_constant_folding=True, dynamo=False)
+                              opset_version=OPSET, do_constant_folding=True, dynamo=False,
+                              custom_opsets={DOMAIN: DOMAIN_VERSION} if fused else None)
         proto = _finish_graph(tmp, spec)
         check = _verify(proto, spec, reference, pixels, source, atol, opts.device)
         if not check.max_abs_diff <= atol:

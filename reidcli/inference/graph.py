@@ -52,6 +52,8 @@ class GraphSpec:
     num_cams: int = 1
     num_views: int = 1
     opset: int = 17
+    fused_attention: bool = False
+    """Attention blocks are onnxruntime's `com.microsoft.Attention` (runs in onnxruntime only)."""
     checkpoint_sha256: str = ""
     verification: dict[str, Any] = field(default_factory=dict)
 
@@ -87,6 +89,8 @@ class GraphSpec:
             **{name: {"dtype": "int64", "shape": ["batch"], "optional": True,
                       "absent_or_-1": "unknown (mean SIE embedding)"} for name in self.id_inputs},
         }
+        d["operators"] = (f"ONNX opset {self.opset} + com.microsoft Attention (onnxruntime only)"
+                          if self.fused_attention else f"ONNX opset {self.opset}")
         d["outputs"] = {FEATURES: {"dtype": "float32", "shape": ["batch", self.feature_dim],
                                    "l2_normalized": self.normalized}}
         return d
