@@ -2,7 +2,9 @@
 
 All three run `DeployModule` (uint8 pixels in, normalisation folded in, test feature out) of a
 random-init model (speed does not depend on the weights); onnxruntime runs the graph that
-`reid export` writes for it (verified against torch at export). Two numbers per back end:
+`reid export` writes for it (verified against torch at export), and in float32 also the
+`reid export --portable` graph (standard ONNX operators only, as row `ort-portable`). Two
+numbers per back end:
 
 * latency at batch 1: median wall time of one call (ms), after warm-up;
 * throughput at batch 64: images per second over whole batches.
@@ -73,13 +75,19 @@ def _prepare(backbone: str, size: tuple[int, int], out: Path, device: str, compi
         torch.manual_seed(0)
         cfg = ModelConfig(backbone=backbone, img_size=size, drop_path=0.0)
         save_model(run, build_model(cfg), cfg)
-    graph_path = run / ("model-fp16.onnx" if fp16 else "model.onnx")
-    if not graph_path.exists():
-        export_onnx(ExportOptions(run, graph_path, device="cpu", fp16=fp16))
+    # float32: the default graph (onnxruntime's fused attention) and `--portable`'s standard
+    # operators; a half graph always has standard operators.
+    variants = {"onnxruntime": False} if fp16 else {"onnxruntime": False, "ort-portable": True}
+    graphs = {}
+    for name, portable in variants.items():
+        path = run / f"model{'-fp16' if fp16 else ''}{'-portable' if portable else ''}.onnx"
+        if not path.exists():
+            export_onnx(ExportOptions(run, path, device="cpu", fp16=fp16, portable=portable))
+        graphs[name] = OnnxModel(path, device=device, threads=torch.get_num_threads())
+    graph = graphs["onnxruntime"]
     model, _ = load_model(run, num_classes=0, device=device)
     if fp16:  # the torch back ends run half precision too (DeployModule casts the input)
         model = model.half()
-    graph = OnnxModel(graph_path, device=device, threads=torch.get_num_threads())
     module = DeployModule(model, graph.spec).to(device).eval()
     dev = torch.device(device)
 
@@ -94,7 +102,7 @@ def _prepare(backbone: str, size: tuple[int, int], out: Path, device: str, compi
     if compile_:
         compiled = torch.compile(module, dynamic=False)
         backends["compile"] = torch_call(compiled)
-    backends["onnxruntime"] = graph.run
+    backends.update({name: g.run for name, g in graphs.items()})
     return backends
 
 
