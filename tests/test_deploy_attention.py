@@ -83,6 +83,17 @@ def test_patched_blocks_compute_the_same_and_are_restored(tmp_path: Path) -> Non
                        if type(m).__name__ == "Attention")
     assert not any("forward" in vars(m) for m in model.modules())
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    # A masked call is not the fused function: it goes to timm's own forward.
+    block = next(m for m in model.modules() if type(m).__name__ == "Attention")
+    tokens = torch.randn(2, 5, block.qkv.in_features)
+    mask = torch.zeros(5, 5, dtype=torch.bool).fill_diagonal_(True)
+    with torch.no_grad():
+        want = block(tokens, attn_mask=mask)
+        with onnxruntime_attention(model):
+            got = block(tokens, attn_mask=mask)
+            unmasked = block(tokens)
+    torch.testing.assert_close(got, want)
+    assert not torch.allclose(unmasked, want, atol=1e-3)
 
 
 def test_cli_portable(tmp_path: Path) -> None:

@@ -52,7 +52,8 @@ class _FusedAttention(torch.autograd.Function):
 def _fusable(module: nn.Module) -> bool:
     """timm's plain `Attention` (no q/k norm, no output norm or gate), whose forward is exactly
     linear -> scaled dot-product attention over heads -> proj."""
-    from timm.layers.attention import Attention
+    # Where every timm 1.x defines or re-exports the ViT attention class.
+    from timm.models.vision_transformer import Attention
 
     if type(module) is not Attention:
         return False
@@ -64,10 +65,10 @@ def _fusable(module: nn.Module) -> bool:
 
 
 def _fused_forward(module: nn.Module, original):  # type: ignore[no-untyped-def]
-    def forward(x: torch.Tensor, attn_mask: torch.Tensor | None = None,
-                is_causal: bool = False) -> torch.Tensor:
-        if attn_mask is not None or is_causal or module.training:
-            return original(x, attn_mask=attn_mask, is_causal=is_causal)
+    def forward(x: torch.Tensor, *args: object, **kwargs: object) -> torch.Tensor:
+        # A mask or causal flag (newer timm's optional arguments) is not this function.
+        if module.training or any(a not in (None, False) for a in (*args, *kwargs.values())):
+            return original(x, *args, **kwargs)
         qkv = module.qkv
         bias = qkv.bias if qkv.bias is not None else x.new_zeros(qkv.out_features)
         out = _FusedAttention.apply(x, qkv.weight, bias, module.num_heads, float(module.scale))
