@@ -67,7 +67,8 @@ def _fusable(module: nn.Module) -> bool:
 def _fused_forward(module: nn.Module, original):  # type: ignore[no-untyped-def]
     def forward(x: torch.Tensor, *args: object, **kwargs: object) -> torch.Tensor:
         # A mask or causal flag (newer timm's optional arguments) is not this function.
-        if module.training or any(a not in (None, False) for a in (*args, *kwargs.values())):
+        if module.training or any(a is not None and a is not False
+                                  for a in (*args, *kwargs.values())):
             return original(x, *args, **kwargs)
         qkv = module.qkv
         bias = qkv.bias if qkv.bias is not None else x.new_zeros(qkv.out_features)
