@@ -104,3 +104,10 @@ def test_cli_portable(tmp_path: Path) -> None:
                                    "--portable"])
     assert res.exit_code == 0 and "fused" not in res.output, res.output
     assert {d for d, _ in _ops(tmp_path / "p.onnx")} == {"ai.onnx"}
+
+
+def test_sessions_hand_out_parallel_work_in_dynamic_blocks(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "run", "vit-parts")
+    export_onnx(ExportOptions(run, tmp_path / "m.onnx"))
+    options = OnnxModel(tmp_path / "m.onnx", device="cpu").session.get_session_options()
+    assert options.get_session_config_entry("session.dynamic_block_base") == "4"

@@ -18,6 +18,8 @@ from reidcli.inference.graph import CAMIDS, IMAGES, VIEWIDS, GraphSpec, graph_in
 EXTRA_HINT = "pip install 'reidcli[export]'"
 SPEC_KEY = "reidcli"
 """Metadata key of the .onnx holding the `GraphSpec` JSON (the file describes itself)."""
+DYNAMIC_BLOCK_BASE = 4
+"""onnxruntime's `session.dynamic_block_base` for every session reidcli opens."""
 
 
 def require(module: str) -> ModuleType:
@@ -98,6 +100,10 @@ def session(model: str | os.PathLike[str] | bytes, providers: Sequence[Any],
     options.log_severity_level = 3
     if threads:
         options.intra_op_num_threads = threads
+    # Parallel loops handed out in shrinking blocks rather than one equal share per thread:
+    # a thread that another process (a DataLoader worker, a shared machine) delays then no
+    # longer holds up every operator (`benchmarks/bench_deploy.py`).
+    options.add_session_config_entry("session.dynamic_block_base", str(DYNAMIC_BLOCK_BASE))
     source = model if isinstance(model, bytes) else str(model)
     try:
         return ort.InferenceSession(source, options, providers=list(providers))
