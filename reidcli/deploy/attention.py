@@ -3,12 +3,11 @@
 timm's attention calls `F.scaled_dot_product_attention`, which the TorchScript exporter writes
 as about twenty nodes per block: the qkv MatMul and bias Add, Reshape, Transpose, Split,
 Squeeze, the scale computed from the shape at run time and multiplied into q and k, MatMul,
-Softmax, MatMul, Transpose, Reshape. onnxruntime's graph optimiser does not recognise that
-pattern, and on a CPU its layout nodes run on one thread while the other cores wait, which is
-where onnxruntime lost to eager PyTorch at batch 64 on two cores. onnxruntime's contrib
-`Attention` operator takes the block's input, the packed qkv weight and bias, and computes
-projection, softmax attention and the head merge in one kernel, parallel over batch x heads
-(CPU and CUDA providers).
+Softmax, MatMul, Transpose, Reshape. Neither onnxruntime's graph optimiser nor its transformer
+optimiser recognises that pattern, so onnxruntime runs those nodes one by one, each a pass over
+memory and a synchronisation of its thread pool. Its contrib `Attention` operator takes the
+block's input, the packed qkv weight and bias, and computes projection, softmax attention and
+the head merge in one kernel, parallel over batch x heads (CPU and CUDA providers).
 
 The cost is portability: `com.microsoft` operators run in onnxruntime only, so
 `reid export --portable` keeps the standard operators (TensorRT, OpenVINO, ...).
