@@ -13,6 +13,7 @@ import click
 import typer
 from rich.markup import escape
 from typer.core import TyperGroup
+from typer.models import OptionInfo
 
 from reidcli.errors import ReidError
 from reidcli.utils.logging import console
@@ -127,16 +128,43 @@ def option_group(target: str | None, build: Callable[..., Any],
     return decorate
 
 
-def override_options(panel: str, defaults: Mapping[str, object],
-                     options: Mapping[str, tuple[Any, str, str]]) -> Callable[[F], F]:
-    """Recipe overrides as a table, name -> (type, flags, help): each option defaults to None
-    (not typed; `recipe_overrides` reads the typed ones), and a name in `defaults` gets
-    `(default: X)` added to its help."""
-    return option_group(None, given, {
-        name: (kind | None, typer.Option(
-            None, *flags.split(), rich_help_panel=panel,
-            help=default_help(defaults, name, text) if name in defaults else text))
-        for name, (kind, flags, text) in options.items()})
+# One row of an option table: `help`, `(type, help)` or `(type, flags, help)`; or, for an
+# option that is not a recipe override, `(type, typer.Option(...))` as it is.
+OptionRow = str | tuple[Any, Any] | tuple[Any, str, str]
+
+
+def _flag(name: str, kind: Any) -> str:
+    flag = "--" + name.replace("_", "-")
+    return f"{flag}/--no-{flag[2:]}" if kind is bool else flag
+
+
+def recipe_option(panel: str, defaults: Mapping[str, object], name: str, row: OptionRow
+                  ) -> tuple[Any, Any]:
+    """A recipe override from its table row: it defaults to None (not typed), its flag is its
+    config field's name (`--name`, `--name/--no-name` for a switch), its type that of the
+    field's default (an HxW size is typed as text); a name in `defaults` gets `(default: X)`
+    added to its help."""
+    if isinstance(row, tuple) and isinstance(row[-1], OptionInfo):
+        row[-1].rich_help_panel = panel
+        return row
+    *head, text = (row,) if isinstance(row, str) else row
+    default = defaults.get(name)
+    kind = head[0] if head else (str if isinstance(default, tuple) else type(default))
+    flags = head[1].split() if len(head) > 1 else [_flag(name, kind)]
+    return kind | None, typer.Option(
+        None, *flags, rich_help_panel=panel,
+        help=default_help(defaults, name, text) if name in defaults else text)
+
+
+def recipe_options(defaults: Mapping[str, object], panels: Mapping[str, Mapping[str, OptionRow]],
+                   target: str | None = None, build: Callable[..., Any] = given
+                   ) -> Callable[[F], F]:
+    """Recipe overrides as one table, panel -> {name: row} (see `recipe_option`), in the order
+    --help lists them; `recipe_overrides` reads the typed ones. With `target`, the command
+    receives `build(**values)` as that parameter instead (see `option_group`)."""
+    return option_group(target, build, {
+        name: recipe_option(panel, defaults, name, row)
+        for panel, rows in panels.items() for name, row in rows.items()})
 
 
 def check_device(device: str) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import typer
 
-from reidcli.cli.common import given, override_options, parse_size, recipe_overrides, state
+from reidcli.cli.common import given, parse_size, recipe_options, recipe_overrides, state
 from reidcli.cli.run_options import (
     PANEL_DATA,
     PANEL_MODEL,
@@ -44,79 +44,72 @@ DEFAULTS: dict[str, object] = {"size": (256, 128), "backbone": "vit-b", "sie_coe
     "device": "auto"}
 
 
-_data = override_options(PANEL_DATA, DEFAULTS, {
-    "size": (str, "--size", "Input size HxW"),
-})
-_model = override_options(PANEL_MODEL, DEFAULTS, {
-    "backbone": (str, "--backbone", "ViT: vit-b, vit-s, vit-t, deit-s, deit-b; DINOv2: "
-        "dinov2-s/b/l/g (+ -reg for 4 registers); SOLIDER Swin: swin-t/s/b; BoT: resnet50; "
-        "tests/demos: vit-small-demo, *-tiny-test (see docs/backbones.md)"),
-    "stride": (int, "--stride", "Patch-embedding stride of ViT backbones: 16, 12 or 11 "
-        "(default: the patch size, 16; DINOv2 14)."),
-    "sie": (bool, "--sie/--no-sie", "Side information embedding of the camera."),
-    "sie_view": (bool, "--sie-view/--no-sie-view", "SIE of the viewpoint (vehicles)."),
-    "sie_coef": (float, "--sie-coef", "SIE weight lambda"),
-    "jpm": (bool, "--jpm/--no-jpm", "Jigsaw patch module (local branches)."),
-    "jpm_shift": (int, "--jpm-shift", "JPM shift (default: 5; 8 for vehicles)."),
-    "jpm_shuffle": (int, "--jpm-shuffle", "JPM shuffle groups"),
-    "jpm_groups": (int, "--jpm-groups", "JPM local branches"),
-    "jpm_exact_shift": (bool, "--jpm-exact-shift/--jpm-reference-shift", "Rotate by exactly "
-        "--jpm-shift tokens (the paper) instead of shift-1 (the reference code) (default: "
-        "reference)."),
-    "neck_feat": (str, "--neck-feat", "Test feature before or after the BNNeck"),
-    "part_tokens": (int, "--part-tokens", "PASS part tokens (3 for PASS checkpoints)"),
-    "semantic_weight": (float, "--semantic-weight", "SOLIDER's semantic weight lambda in [0, 1] "
-        "(Swin backbones) (default: 0.2)."),
-    "freeze_backbone": (bool, "--freeze-backbone/--no-freeze-backbone", "Linear probe: train "
-        "only the BNNeck and classifier on a frozen backbone (DINOv2 recipe)."),
-    "pretrained": (str, "--pretrained", "Initial weights: a checkpoint file (timm/ImageNet, "
-        "DINO, iBOT, PASS, DINOv2 (timm or Meta), SOLIDER, torchvision ResNet, a reid run) or "
-        "`timm`."),
-})
-_optim = override_options(PANEL_OPTIM, DEFAULTS, {
-    "epochs": (int, "--epochs", "Training epochs"),
-    "lr": (float, "--lr", "Base learning rate (biases x2)"),
-    "optimizer": (str, "--optimizer", "sgd (momentum 0.9), adam or adamw"),
-    "lr_decay": (float, "--lr-decay", "Layer-wise lr decay in (0, 1] for full fine-tuning (e.g. "
-        "0.75 for DINOv2) (default: off)."),
-    "wd": (float, "--wd", "Weight decay (default: 1e-4)."),
-    "warmup_epochs": (int, "--warmup-epochs", "Linear warm-up from 0.01*lr"),
-    "label_smoothing": (float, "--label-smoothing", "ID-loss label smoothing (default: 0 = off)."),
-    "sync_bn": (bool, "--sync-bn/--no-sync-bn", "Under DDP on GPUs, BatchNorm layers use the "
-        "global batch's statistics (SyncBatchNorm; CUDA only)."),
-})
-_usl = override_options(PANEL_USL, DEFAULTS, {
-    "unsupervised": (bool, "--unsupervised/--supervised", "Cluster contrast on the train split "
-        "without reading its labels: USL from a self-supervised model, UDA from a model "
-        "fine-tuned on another dataset (docs/unsupervised.md)."),
-    "eps": (float, "--eps", "DBSCAN radius on the Jaccard distance (default: 0.6; 0.7 for "
-        "MSMT17)."),
-    "min_samples": (int, "--min-samples", "DBSCAN core size"),
-    "k1": (int, "--k1", "k-reciprocal neighbours"),
-    "k2": (int, "--k2", "Local query expansion"),
-    "memory_momentum": (float, "--memory-momentum", "Weight of the old centroid in the memory "
-        "update"),
-    "temperature": (float, "--temperature", "Temperature of the memory's softmax"),
-    "memory_update": (str, "--memory-update", "hard (toward each cluster's least similar "
-        "instance in the batch) or mean (every instance)"),
-    "iters": (int, "--iters", "Optimiser steps per epoch"),
-})
-_run = override_options(PANEL_RUN, DEFAULTS, {
-    "eval_every": (int, "--eval-every", "Evaluate on query/gallery every N epochs (default: 0 = "
-        "after the last epoch only)."),
-    "allow_no_eval": (bool, "--allow-no-eval/--no-allow-no-eval", "Train without evaluation "
-        "(warned) when no query has a positive in the gallery (one camera, disjoint ids); "
-        "without it such a dataset is refused before the first epoch."),
-    "eval_batch_size": (int, "--eval-batch-size", "Batch size of evaluation"),
+_recipe_options = recipe_options(DEFAULTS, {
+    PANEL_DATA: {"size": "Input size HxW"},
+    PANEL_MODEL: {
+        "backbone": "ViT: vit-b, vit-s, vit-t, deit-s, deit-b; DINOv2: dinov2-s/b/l/g (+ -reg "
+            "for 4 registers); SOLIDER Swin: swin-t/s/b; BoT: resnet50; tests/demos: "
+            "vit-small-demo, *-tiny-test (see docs/backbones.md)",
+        "stride": (int, "Patch-embedding stride of ViT backbones: 16, 12 or 11 (default: the "
+            "patch size, 16; DINOv2 14)."),
+        "sie": (bool, "Side information embedding of the camera."),
+        "sie_view": (bool, "SIE of the viewpoint (vehicles)."),
+        "sie_coef": "SIE weight lambda",
+        "jpm": (bool, "Jigsaw patch module (local branches)."),
+        "jpm_shift": (int, "JPM shift (default: 5; 8 for vehicles)."),
+        "jpm_shuffle": "JPM shuffle groups",
+        "jpm_groups": "JPM local branches",
+        "jpm_exact_shift": (bool, "--jpm-exact-shift/--jpm-reference-shift", "Rotate by exactly "
+            "--jpm-shift tokens (the paper) instead of shift-1 (the reference code) (default: "
+            "reference)."),
+        "neck_feat": "Test feature before or after the BNNeck",
+        "part_tokens": "PASS part tokens (3 for PASS checkpoints)",
+        "semantic_weight": (float, "SOLIDER's semantic weight lambda in [0, 1] (Swin "
+            "backbones) (default: 0.2)."),
+        "freeze_backbone": (bool, "Linear probe: train only the BNNeck and classifier on a "
+            "frozen backbone (DINOv2 recipe)."),
+        "pretrained": (str, "Initial weights: a checkpoint file (timm/ImageNet, DINO, iBOT, "
+            "PASS, DINOv2 (timm or Meta), SOLIDER, torchvision ResNet, a reid run) or `timm`."),
+    },
+    PANEL_OPTIM: {
+        "epochs": "Training epochs",
+        "lr": "Base learning rate (biases x2)",
+        "optimizer": "sgd (momentum 0.9), adam or adamw",
+        "lr_decay": (float, "Layer-wise lr decay in (0, 1] for full fine-tuning (e.g. 0.75 for "
+            "DINOv2) (default: off)."),
+        "wd": (float, "Weight decay (default: 1e-4)."),
+        "warmup_epochs": "Linear warm-up from 0.01*lr",
+        "label_smoothing": (float, "ID-loss label smoothing (default: 0 = off)."),
+        "sync_bn": (bool, "Under DDP on GPUs, BatchNorm layers use the global batch's "
+            "statistics (SyncBatchNorm; CUDA only)."),
+    },
+    PANEL_USL: {
+        "unsupervised": (bool, "--unsupervised/--supervised", "Cluster contrast on the train "
+            "split without reading its labels: USL from a self-supervised model, UDA from a "
+            "model fine-tuned on another dataset (docs/unsupervised.md)."),
+        "eps": (float, "DBSCAN radius on the Jaccard distance (default: 0.6; 0.7 for MSMT17)."),
+        "min_samples": "DBSCAN core size",
+        "k1": "k-reciprocal neighbours",
+        "k2": "Local query expansion",
+        "memory_momentum": "Weight of the old centroid in the memory update",
+        "temperature": "Temperature of the memory's softmax",
+        "memory_update": "hard (toward each cluster's least similar instance in the batch) or "
+            "mean (every instance)",
+        "iters": "Optimiser steps per epoch",
+    },
+    PANEL_RUN: {
+        "eval_every": (int, "Evaluate on query/gallery every N epochs (default: 0 = after the "
+            "last epoch only)."),
+        "allow_no_eval": (bool, "Train without evaluation (warned) when no query has a "
+            "positive in the gallery (one camera, disjoint ids); without it such a dataset is "
+            "refused before the first epoch."),
+        "eval_batch_size": "Batch size of evaluation",
+    },
 })
 
 
 @run_options(DEFAULTS)
-@_run
-@_usl
-@_optim
-@_model
-@_data
+@_recipe_options
 def finetune(
     ctx: typer.Context,
     data: list[str] | None = typer.Option(
