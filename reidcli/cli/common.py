@@ -128,8 +128,9 @@ def option_group(target: str | None, build: Callable[..., Any],
     return decorate
 
 
-# One row of an option table: `help`, `(type, help)` or `(type, flags, help)`; or, for an
-# option that is not a recipe override, `(type, typer.Option(...))` as it is.
+# One row of an option table: `help`, `(type, help)` or `(type, flags, help)`, the flags
+# written as in a usage line (`--data-option -O KEY=VALUE`: a word that is no flag is the
+# metavar); or, for an option declared otherwise, `(type, typer.Option(...))` as it is.
 OptionRow = str | tuple[Any, Any] | tuple[Any, str, str]
 
 
@@ -138,33 +139,47 @@ def _flag(name: str, kind: Any) -> str:
     return f"{flag}/--no-{flag[2:]}" if kind is bool else flag
 
 
-def recipe_option(panel: str, defaults: Mapping[str, object], name: str, row: OptionRow
-                  ) -> tuple[Any, Any]:
-    """A recipe override from its table row: it defaults to None (not typed), its flag is its
-    config field's name (`--name`, `--name/--no-name` for a switch), its type that of the
-    field's default (an HxW size is typed as text); a name in `defaults` gets `(default: X)`
-    added to its help."""
+def table_option(panel: str, name: str, row: OptionRow, defaults: Mapping[str, object],
+                 recipe: bool) -> tuple[Any, Any]:
+    """An option from its table row. Its flag is its name (`--name`, `--name/--no-name` for a
+    switch), its type that of its default in `defaults` (an HxW size is typed as text),
+    unless the row says otherwise. A `recipe` override defaults to None (not typed) and a name
+    in `defaults` gets `(default: X)` added to its help; any other option defaults to
+    `defaults[name]` (None when absent, `...` when required)."""
     if isinstance(row, tuple) and isinstance(row[-1], OptionInfo):
         row[-1].rich_help_panel = panel
         return row
     *head, text = (row,) if isinstance(row, str) else row
     default = defaults.get(name)
     kind = head[0] if head else (str if isinstance(default, tuple) else type(default))
-    flags = head[1].split() if len(head) > 1 else [_flag(name, kind)]
-    return kind | None, typer.Option(
-        None, *flags, rich_help_panel=panel,
-        help=default_help(defaults, name, text) if name in defaults else text)
+    words = head[1].split() if len(head) > 1 else [_flag(name, kind)]
+    metavar = next((w for w in words if not w.startswith("-")), None)
+    if recipe:
+        text = default_help(defaults, name, text) if name in defaults else text
+        default = None
+    return kind if default is not None else kind | None, typer.Option(
+        default, *(w for w in words if w.startswith("-")), metavar=metavar,
+        rich_help_panel=panel, help=text)
+
+
+def option_table(panels: Mapping[str, Mapping[str, OptionRow]],
+                 defaults: Mapping[str, object] | None = None, recipe: bool = False,
+                 target: str | None = None, build: Callable[..., Any] = given
+                 ) -> Callable[[F], F]:
+    """A command's options as one table, panel -> {name: row} (see `table_option`), in the
+    order --help lists them. The command receives `build(**values)` as its parameter
+    `target`; with None, nothing (the values are in the click context's params)."""
+    return option_group(target, build, {
+        name: table_option(panel, name, row, defaults or {}, recipe)
+        for panel, rows in panels.items() for name, row in rows.items()})
 
 
 def recipe_options(defaults: Mapping[str, object], panels: Mapping[str, Mapping[str, OptionRow]],
                    target: str | None = None, build: Callable[..., Any] = given
                    ) -> Callable[[F], F]:
-    """Recipe overrides as one table, panel -> {name: row} (see `recipe_option`), in the order
-    --help lists them; `recipe_overrides` reads the typed ones. With `target`, the command
-    receives `build(**values)` as that parameter instead (see `option_group`)."""
-    return option_group(target, build, {
-        name: recipe_option(panel, defaults, name, row)
-        for panel, rows in panels.items() for name, row in rows.items()})
+    """Recipe overrides as one table (`option_table`): every option defaults to None, and
+    `recipe_overrides` reads the typed ones; `defaults` are the stage's, quoted in the help."""
+    return option_table(panels, defaults, recipe=True, target=target, build=build)
 
 
 def check_device(device: str) -> str:

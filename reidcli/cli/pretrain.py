@@ -10,16 +10,7 @@ from __future__ import annotations
 import typer
 
 from reidcli.cli.common import parse_size, recipe_options, recipe_overrides, state
-from reidcli.cli.run_options import (
-    PANEL_DATA,
-    PANEL_MODEL,
-    PANEL_OPTIM,
-    PANEL_RUN,
-    RunArgs,
-    run_options,
-)
-
-PANEL_METHOD = "Method"
+from reidcli.cli.run_options import Panel, RunArgs, run_options
 
 # The built-in defaults the help quotes (tests/test_cli_options.py: PretrainConfig's).
 DEFAULTS: dict[str, object] = {
@@ -30,7 +21,7 @@ DEFAULTS: dict[str, object] = {
     "momentum_teacher": 0.996, "export_every": 1, "workers": 8, "seed": 0, "device": "auto"}
 
 _recipe_options = recipe_options(DEFAULTS, {
-    PANEL_METHOD: {
+    Panel.METHOD: {
         "method": "dino, dino-mim (PersonViT/iBOT) or pass",
         "lambda_cls": "dino-mim: weight of the [CLS] loss",
         "lambda_mim": "dino-mim: weight of the patch loss",
@@ -39,7 +30,7 @@ _recipe_options = recipe_options(DEFAULTS, {
         "teacher_temp": "Teacher temperature",
         "warmup_teacher_temp_epochs": "Epochs warming the teacher temperature up from 0.04",
     },
-    PANEL_DATA: {
+    Panel.DATA: {
         "data": (str, "Unlabelled images: luperson:FOLDER or luperson:LIST.txt (one relative "
                  "path per line, the fast path at LUPerson scale)."),
         "data_root": (str, "Folder holding the datasets (default: $REID_DATA_ROOT)."),
@@ -53,7 +44,7 @@ _recipe_options = recipe_options(DEFAULTS, {
         "person_crops": (bool, "--person-crops/--square-crops", "Crop aspect (w/h) 0.4-0.6, "
                          "person-shaped (SOLIDER), instead of DINO's 3/4-4/3."),
     },
-    PANEL_MODEL: {
+    Panel.MODEL: {
         "backbone": "ViT-family backbones only (Swin and ResNet cannot be pre-trained here): "
                     "vit-s, vit-b, vit-t, deit-s, deit-b, dinov2-s/b/l/g (not -reg with pass), "
                     "vit-small-demo, vit-tiny-test",
@@ -62,7 +53,7 @@ _recipe_options = recipe_options(DEFAULTS, {
                  "checkpoint, a reid run directory)."),
         "out_dim": (int, "Head prototypes K (default: 65536; 8192 for dino-mim)."),
     },
-    PANEL_OPTIM: {
+    Panel.OPTIM: {
         "epochs": "Epochs",
         "batch_size": "Global batch size, all processes",
         "lr": "Peak lr per 256 images, scaled by batch/256",
@@ -70,7 +61,7 @@ _recipe_options = recipe_options(DEFAULTS, {
         "warmup_epochs": "Linear lr warm-up epochs",
         "momentum_teacher": "Initial teacher EMA momentum, cosine to 1",
     },
-    PANEL_RUN: {
+    Panel.RUN: {
         "export_every": "Export the teacher every N epochs",
         "checkpoint_every": (int, "Also write trainer.pt every N iterations (default: 0 = "
                              "epoch ends only)."),

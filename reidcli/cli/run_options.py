@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -17,10 +18,16 @@ import typer
 
 from reidcli.cli.common import recipe_options
 
-PANEL_DATA = "Data"
-PANEL_MODEL = "Model"
-PANEL_OPTIM = "Optimisation"
-PANEL_RUN = "Run"
+
+class Panel(StrEnum):
+    """The --help panels of `reid pretrain` and `reid finetune`."""
+
+    METHOD = "Method"
+    DATA = "Data"
+    MODEL = "Model"
+    OPTIM = "Optimisation"
+    USL = "Unsupervised (cluster contrast)"
+    RUN = "Run"
 
 C = TypeVar("C")
 
@@ -61,18 +68,18 @@ def run_options(defaults: Mapping[str, object]) -> Callable[[Any], Any]:
     """The shared options, documented with the stage's `defaults` (stem, drop_path, workers,
     seed, device); the command receives them as one `RunArgs`."""
     return recipe_options(defaults, {
-        PANEL_MODEL: {
+        Panel.MODEL: {
             "stem": (str, "patch or ics (TransReID-SSL's conv stem)"),
             "drop_path": (float, "Stochastic depth rate"),
             "allow_partial": (bool, "Accept initial weights whose shapes do not all fit."),
         },
-        PANEL_DATA: {"workers": (int, "DataLoader worker processes")},
-        PANEL_OPTIM: {
+        Panel.DATA: {"workers": (int, "DataLoader worker processes")},
+        Panel.OPTIM: {
             "amp": (str, "Mixed precision: auto, bf16, fp16 or off (default: auto = fp16 on "
                     "CUDA, off on CPU)."),
             "seed": (int, "Random seed"),
         },
-        PANEL_RUN: {
+        Panel.RUN: {
             "recipe": (Path, "TOML recipe (see recipes/); options given here override it."),
             "output": (Path, "-o --output", "Run directory (created)."),
             "resume": (bool, typer.Option(False, "--resume", help="Continue the run in -o where "
