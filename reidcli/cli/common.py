@@ -7,7 +7,7 @@ import inspect
 import logging
 from collections.abc import Callable, Mapping
 from enum import StrEnum
-from typing import Annotated, Any, TypeVar, get_type_hints
+from typing import Annotated, Any, TypeVar, get_origin, get_type_hints
 
 import click
 import typer
@@ -130,7 +130,8 @@ def option_group(target: str | None, build: Callable[..., Any],
 
 # One row of an option table: `help`, `(type, help)` or `(type, flags, help)`, the flags
 # written as in a usage line (`--data-option -O KEY=VALUE`: a word that is no flag is the
-# metavar); or, for an option declared otherwise, `(type, typer.Option(...))` as it is.
+# metavar); or, for an option declared otherwise, `(type, typer.Option(...))` or
+# `(Annotated[type, typer.Option(...)], default)` as it is.
 OptionRow = str | tuple[Any, Any] | tuple[Any, str, str]
 
 
@@ -148,6 +149,8 @@ def table_option(panel: str, name: str, row: OptionRow, defaults: Mapping[str, o
     `defaults[name]` (None when absent, `...` when required)."""
     if isinstance(row, tuple) and isinstance(row[-1], OptionInfo):
         row[-1].rich_help_panel = panel
+        return row
+    if isinstance(row, tuple) and get_origin(row[0]) is Annotated:
         return row
     *head, text = (row,) if isinstance(row, str) else row
     default = defaults.get(name)
