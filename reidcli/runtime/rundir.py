@@ -34,6 +34,7 @@ from reidcli.errors import TrainingError
 from reidcli.utils.diskerrors import check_free_space
 from reidcli.utils.io import atomic_torch_save, atomic_write_text, remove_orphans
 from reidcli.utils.outputs import Output
+from reidcli.utils.paths import Under
 from reidcli.utils.recipes import RecipeSchema
 
 C = TypeVar("C")
@@ -84,29 +85,12 @@ class RunDir:
             if self.root.is_dir() else 0
         check_free_space(self.trainer_path, 4 * parameters * copies - have)
 
-    @property
-    def config_path(self) -> Path:
-        return self.root / CONFIG
-
-    @property
-    def trainer_path(self) -> Path:
-        return self.root / TRAINER
-
-    @property
-    def metrics_path(self) -> Path:
-        return self.root / METRICS
-
-    @property
-    def log_path(self) -> Path:
-        return self.root / LOG
-
-    @property
-    def best_dir(self) -> Path:
-        return self.root / BEST
-
-    @property
-    def tensorboard_dir(self) -> Path:
-        return self.root / TENSORBOARD
+    config_path = Under(CONFIG)
+    trainer_path = Under(TRAINER)
+    metrics_path = Under(METRICS)
+    log_path = Under(LOG)
+    best_dir = Under(BEST)
+    tensorboard_dir = Under(TENSORBOARD)
 
     def has_checkpoint(self) -> bool:
         return self.trainer_path.is_file()
