@@ -17,6 +17,7 @@ from reidcli.data.synth.common import (
     TAG_PLAN,
     TAG_SPLIT,
     SynthError,
+    check_camera_strength,
     check_seed,
     check_size,
     rng_for,
@@ -24,6 +25,7 @@ from reidcli.data.synth.common import (
 from reidcli.data.synth.identity import Identity, near_twin, sample_identity
 from reidcli.data.synth.output import Progress, staged_output, write_jobs, write_metadata
 from reidcli.data.synth.world import TARGET, RenderJob, StyleRef, World
+from reidcli.utils.checks import at_least, in_unit_interval, non_negative
 
 TRAIN_DIR, QUERY_DIR, GALLERY_DIR = "bounding_box_train", "query", "bounding_box_test"
 MAX_SEQ = 6
@@ -58,16 +60,11 @@ class MarketConfig:
         if self.train_ids is not None and not 1 <= self.train_ids < self.ids:
             raise SynthError(f"--train-ids must be between 1 and {self.ids - 1} so both splits "
                              f"have identities, got {self.train_ids}")
-        if self.per_cam < 1:
-            raise SynthError(f"--per-cam must be at least 1, got {self.per_cam}")
-        for name, value in (("--distractors", self.distractors), ("--junk", self.junk)):
-            if value is not None and value < 0:
-                raise SynthError(f"{name} must not be negative, got {value}")
-        for name, p in (("--occlusion", self.occlusion), ("--twins", self.twins)):
-            if not 0.0 <= p <= 1.0:
-                raise SynthError(f"{name} is a probability in [0, 1], got {p}")
-        if self.camera_strength < 0:
-            raise SynthError(f"--camera-strength must not be negative, got {self.camera_strength}")
+        at_least(1, ("--per-cam", self.per_cam), error=SynthError)
+        non_negative(("--distractors", self.distractors), ("--junk", self.junk), error=SynthError)
+        in_unit_interval(("--occlusion", self.occlusion), ("--twins", self.twins),
+                         what="probability", error=SynthError)
+        check_camera_strength(self.camera_strength)
 
     @property
     def n_train(self) -> int:

@@ -22,6 +22,7 @@ from typing import Any
 
 from reidcli.data.synth.common import SynthError
 from reidcli.data.synth.world import RenderJob, World
+from reidcli.utils.checks import at_least
 from reidcli.utils.diskerrors import write_failure
 from reidcli.utils.outputs import Output, claim_output
 
@@ -109,8 +110,7 @@ def write_jobs(
     progress: Progress | None = None,
 ) -> None:
     """Render and save every job under `root`. The bytes do not depend on `workers`."""
-    if workers < 1:
-        raise SynthError(f"--workers must be at least 1, got {workers}")
+    at_least(1, ("--workers", workers), error=SynthError)
     for folder in sorted({(root / job.relpath).parent for job in jobs}):
         folder.mkdir(parents=True, exist_ok=True)
     total = len(jobs)

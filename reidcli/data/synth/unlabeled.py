@@ -20,6 +20,7 @@ from reidcli.data.synth.common import (
     TAG_PLAN,
     TAG_VIDEO,
     SynthError,
+    check_camera_strength,
     check_seed,
     check_size,
     rng_for,
@@ -27,6 +28,7 @@ from reidcli.data.synth.common import (
 from reidcli.data.synth.identity import sample_identity
 from reidcli.data.synth.output import Progress, staged_output, write_jobs, write_metadata
 from reidcli.data.synth.world import TARGET, RenderJob, StyleRef, World
+from reidcli.utils.checks import at_least, in_unit_interval
 
 MANIFEST = "manifest.csv"
 MANIFEST_FIELDS = ("path", "domain", "source", "person", "height", "width")
@@ -52,20 +54,13 @@ class UnlabeledConfig:
     def validate(self) -> None:
         check_seed(self.seed)
         check_size(self.size)
-        if self.images < 1:
-            raise SynthError(f"--images must be at least 1, got {self.images}")
-        for name, p in (("--target-like", self.target_like), ("--occlusion", self.occlusion),
-                        ("--empty", self.empty)):
-            if not 0.0 <= p <= 1.0:
-                raise SynthError(f"{name} is a fraction in [0, 1], got {p}")
+        at_least(1, ("--images", self.images), error=SynthError)
+        in_unit_interval(("--target-like", self.target_like), ("--occlusion", self.occlusion),
+                         ("--empty", self.empty), error=SynthError)
         if not 1 <= self.target_cams <= 9:
             raise SynthError(f"--target-cams must be between 1 and 9, got {self.target_cams}")
-        if self.domains < 1:
-            raise SynthError(f"--domains must be at least 1, got {self.domains}")
-        if self.per_video < 1:
-            raise SynthError(f"--per-video must be at least 1, got {self.per_video}")
-        if self.camera_strength < 0:
-            raise SynthError(f"--camera-strength must not be negative, got {self.camera_strength}")
+        at_least(1, ("--domains", self.domains), ("--per-video", self.per_video), error=SynthError)
+        check_camera_strength(self.camera_strength)
 
     @property
     def n_target(self) -> int:
