@@ -170,12 +170,12 @@ def test_refuses_non_empty_output_and_overwrites_on_request(tmp_path: Path) -> N
 
 
 def test_failure_leaves_no_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import reidcli.data.synth.market as market_mod
+    import reidcli.data.synth.output as output_mod
 
     def boom(*args: object, **kwargs: object) -> None:
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(market_mod, "write_jobs", boom)
+    monkeypatch.setattr(output_mod, "write_jobs", boom)
     with pytest.raises(RuntimeError):
         write_market(tmp_path / "out", MarketConfig(ids=4, cams=2, seed=0, per_cam=1))
     assert list(tmp_path.iterdir()) == []

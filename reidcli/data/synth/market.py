@@ -9,7 +9,7 @@ with 1-based cameras, so the standard regex `([-\\d]+)_c(\\d)` parses them.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from reidcli.data.synth.common import (
@@ -23,7 +23,7 @@ from reidcli.data.synth.common import (
     rng_for,
 )
 from reidcli.data.synth.identity import Identity, near_twin, sample_identity
-from reidcli.data.synth.output import Progress, staged_output, write_jobs, write_metadata
+from reidcli.data.synth.output import Progress, write_dataset
 from reidcli.data.synth.world import TARGET, RenderJob, StyleRef, World
 from reidcli.utils.checks import at_least, in_unit_interval, non_negative
 
@@ -195,15 +195,11 @@ def write_market(
     out: str | Path, cfg: MarketConfig, *, overwrite: bool = False, workers: int = 1,
     progress: Progress | None = None,
 ) -> MarketSummary:
-    """Generate the dataset described by `cfg` into `out` (atomically, see `staged_output`)."""
+    """Generate the dataset described by `cfg` into `out` (atomically, see `write_dataset`)."""
     start = time.perf_counter()
     cfg.validate()
     world = World(cfg.seed, cfg.camera_strength)
     jobs = plan_market(cfg, world)
-    root = Path(out).absolute()
-    with staged_output(root, overwrite) as stage:
-        for folder in (TRAIN_DIR, QUERY_DIR, GALLERY_DIR):
-            (stage / folder).mkdir()
-        write_jobs(jobs, world, stage, workers, progress)
-        write_metadata(stage, {"kind": "market", "config": asdict(cfg)})
+    root = write_dataset(out, "market", cfg, jobs, world, overwrite=overwrite, workers=workers,
+                         progress=progress, folders=(TRAIN_DIR, QUERY_DIR, GALLERY_DIR))
     return summarize_market(root, jobs, cfg.cams, time.perf_counter() - start)

@@ -8,6 +8,7 @@ left is a hidden `.NAME.partial-*` sibling folder, which the next run does not r
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import json
 import multiprocessing
@@ -77,6 +78,25 @@ def _replacing(stage: Path, dest: Path) -> Iterator[None]:
 def write_metadata(root: Path, info: dict[str, Any]) -> None:
     (root / "synth.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n",
                                      encoding="utf-8")
+
+
+def write_dataset(
+    out: str | os.PathLike[str], kind: str, cfg: Any, jobs: Sequence[RenderJob], world: World,
+    *, overwrite: bool = False, workers: int = 1, progress: Progress | None = None,
+    folders: Sequence[str] = (), files: dict[str, str] | None = None,
+) -> Path:
+    """Render `jobs` into the folder `out` (atomically, see `staged_output`), with `folders`
+    made even when no job lands in them, the text `files`, and `synth.json` recording `kind`
+    and the config dataclass `cfg`. Returns the absolute output path."""
+    root = Path(out).absolute()
+    with staged_output(root, overwrite) as stage:
+        for folder in folders:
+            (stage / folder).mkdir()
+        write_jobs(jobs, world, stage, workers, progress)
+        for name, text in (files or {}).items():
+            (stage / name).write_text(text, encoding="utf-8")
+        write_metadata(stage, {"kind": kind, "config": dataclasses.asdict(cfg)})
+    return root
 
 
 # Per worker process: the world is rebuilt once from its seed instead of being pickled.

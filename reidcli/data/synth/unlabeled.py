@@ -26,7 +26,7 @@ from reidcli.data.synth.common import (
     rng_for,
 )
 from reidcli.data.synth.identity import sample_identity
-from reidcli.data.synth.output import Progress, staged_output, write_jobs, write_metadata
+from reidcli.data.synth.output import Progress, write_dataset
 from reidcli.data.synth.world import TARGET, RenderJob, StyleRef, World
 from reidcli.utils.checks import at_least, in_unit_interval
 
@@ -162,16 +162,14 @@ def write_unlabeled(
     out: str | Path, cfg: UnlabeledConfig, *, overwrite: bool = False, workers: int = 1,
     progress: Progress | None = None,
 ) -> UnlabeledSummary:
-    """Generate the folder described by `cfg` into `out` (atomically, see `staged_output`)."""
+    """Generate the folder described by `cfg` into `out` (atomically, see `write_dataset`)."""
     start = time.perf_counter()
     cfg.validate()
     world = World(cfg.seed, cfg.camera_strength)
     jobs, rows = plan_unlabeled(cfg, world)
-    root = Path(out).absolute()
-    with staged_output(root, overwrite) as stage:
-        write_jobs(jobs, world, stage, workers, progress)
-        (stage / MANIFEST).write_text(manifest_text(rows), encoding="utf-8")
-        write_metadata(stage, {"kind": "unlabeled", "config": asdict(cfg)})
+    root = write_dataset(out, "unlabeled", cfg, jobs, world, overwrite=overwrite,
+                         workers=workers, progress=progress,
+                         files={MANIFEST: manifest_text(rows)})
     n_target = sum(r.domain == "target" for r in rows)
     return UnlabeledSummary(
         root=root, images=len(rows), target_like=n_target, foreign=len(rows) - n_target,
