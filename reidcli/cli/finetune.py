@@ -109,6 +109,9 @@ _recipe_options = recipe_options(DEFAULTS, {
         "memory_update": "hard (toward each cluster's least similar instance in the batch) or "
             "mean (every instance)",
         "iters": "Optimiser steps per epoch",
+        "camera_norm": (bool, "Cluster each image's feature minus its camera's mean feature, so "
+            "that clusters follow identities rather than cameras (needs camera ids; not in the "
+            "reference) (default: off)."),
     },
     Panel.RUN: {
         "eval_every": (int, "Evaluate on query/gallery every N epochs (default: 0 = after the "

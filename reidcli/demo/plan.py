@@ -56,6 +56,9 @@ class DemoPlan:
     adapt_eps: float = 0.5
     adapt_min_samples: int = 4
     adapt_k1: int = 12
+    # cluster camera-centred features: without it this tiny ViT's clusters follow the
+    # synthetic cameras and adaptation lowers mAP (docs/unsupervised.md, camera-aware)
+    adapt_camera_norm: bool = True
 
     @property
     def local_size(self) -> tuple[int, int]:

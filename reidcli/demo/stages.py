@@ -238,6 +238,8 @@ def adapt(ctx: DemoContext, name: str, title: str, upstream: list[StageOutcome],
            .switch("--unsupervised", "unsupervised").opt("--eps", "eps", p.adapt_eps)
            .opt("--min-samples", "min_samples", p.adapt_min_samples).opt("--k1", "k1", p.adapt_k1)
            .opt("--iters", "iters", p.adapt_iters))
+    if p.adapt_camera_norm:
+        cmd.switch("--camera-norm", "camera_norm")
     return _train(ctx, name, title, upstream, cmd)
 
 
