@@ -14,16 +14,9 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from reidcli.errors import TrainingError
+from reidcli.runtime import training as shared
 from reidcli.runtime.device import amp_problems
 from reidcli.runtime.distributed import DistContext
-from reidcli.runtime.training import (
-    EpochMeter,
-    NonFiniteGuard,
-    backward_step,
-    make_scaler,
-    peak_memory_mb,
-    wrap_ddp,
-)
 from reidcli.ssl.config import PretrainConfig
 from reidcli.ssl.schedules import build_schedules, schedules_for
 from reidcli.training.config import FinetuneConfig
@@ -32,7 +25,7 @@ CPU = torch.device("cpu")
 
 
 def test_guard_passes_finite_values_and_names_what_is_kept() -> None:
-    guard = NonFiniteGuard(Path("/runs/a"))
+    guard = shared.NonFiniteGuard(Path("/runs/a"))
     guard.check(1.5, "epoch 1, step 1", None)  # nothing to say
     with pytest.raises(TrainingError) as err:
         guard.check(float("nan"), "epoch 2, step 3", "the checkpoint of epoch 1",
@@ -46,8 +39,8 @@ def test_guard_passes_finite_values_and_names_what_is_kept() -> None:
 
 
 def test_guard_message_is_the_same_for_both_stages() -> None:
-    finetune = NonFiniteGuard(Path("/runs/f"))
-    pretrain = NonFiniteGuard(Path("/runs/p"), hint="a longer warm-up")
+    finetune = shared.NonFiniteGuard(Path("/runs/f"))
+    pretrain = shared.NonFiniteGuard(Path("/runs/p"), hint="a longer warm-up")
     messages = []
     for guard, where in ((finetune, "epoch 1, step 4"), (pretrain, "epoch 0, iteration 7")):
         with pytest.raises(TrainingError) as err:
@@ -62,16 +55,16 @@ def test_guard_message_is_the_same_for_both_stages() -> None:
 
 
 def test_scaler_scales_fp16_only() -> None:
-    assert make_scaler(torch.float16, CPU).is_enabled()
+    assert shared.make_scaler(torch.float16, CPU).is_enabled()
     for amp in (torch.bfloat16, None):
-        scaler = make_scaler(amp, CPU)
+        scaler = shared.make_scaler(amp, CPU)
         assert not scaler.is_enabled()
         assert scaler.state_dict() == {}  # what trainer.pt holds for these
 
 
 def test_wrap_ddp_is_the_module_itself_on_one_process() -> None:
     model = nn.Linear(2, 2)
-    assert wrap_ddp(model, DistContext(), CPU) is model
+    assert shared.wrap_ddp(model, DistContext(), CPU) is model
 
 
 def test_wrap_ddp_wraps_under_a_process_group(tmp_path: Path) -> None:
@@ -79,7 +72,7 @@ def test_wrap_ddp_wraps_under_a_process_group(tmp_path: Path) -> None:
                             world_size=1)
     try:
         model = nn.Linear(2, 2)
-        wrapped = wrap_ddp(model, DistContext(rank=0, world_size=2), CPU)
+        wrapped = shared.wrap_ddp(model, DistContext(rank=0, world_size=2), CPU)
         assert isinstance(wrapped, DistributedDataParallel)
         assert wrapped.module is model and wrapped.device_ids is None  # CPU: no device ids
     finally:
@@ -97,7 +90,7 @@ def test_backward_step_is_a_plain_sgd_step() -> None:
     before = model.weight.detach().clone()
     x = torch.tensor([[1.0, 2.0, 3.0]])
     model.weight.grad = torch.full_like(model.weight, 100.0)  # stale: must not count
-    backward_step(model(x).sum(), opt, make_scaler(None, CPU))
+    shared.backward_step(model(x).sum(), opt, shared.make_scaler(None, CPU))
     # d(w.x)/dw = x: w <- w - 0.1 x
     assert torch.allclose(model.weight, before - 0.1 * x)
 
@@ -114,13 +107,13 @@ def test_backward_step_adjusts_unscaled_gradients_before_the_step() -> None:
         model.weight.grad.mul_(0.5)
 
     scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)  # as fp16 would: scaled loss
-    backward_step(model(x).sum(), opt, scaler, adjust)
+    shared.backward_step(model(x).sum(), opt, scaler, adjust)
     assert torch.allclose(seen[0], x)  # unscaled: x, not 1024 x
     assert torch.allclose(model.weight, before - 0.1 * 0.5 * x)
 
 
 def test_epoch_meter_sums_means_and_images() -> None:
-    meter = EpochMeter(world_size=2, keys=("loss", "acc"))
+    meter = shared.EpochMeter(world_size=2, keys=("loss", "acc"))
     meter.add({"loss": 1.0, "acc": 0.5}, batch_size=8)
     meter.add({"loss": 2.0, "acc": 0.25}, batch_size=8)
     assert (meter.mean("loss"), meter.mean("acc")) == (1.5, 0.375)
@@ -129,12 +122,12 @@ def test_epoch_meter_sums_means_and_images() -> None:
 
 
 def test_epoch_meter_continues_from_its_state() -> None:
-    first = EpochMeter(world_size=1)
+    first = shared.EpochMeter(world_size=1)
     first.add({"loss": 3.0, "cls": 1.0}, batch_size=4)
     state = first.state(elapsed=10.0)
     assert state == {"sums": {"loss": 3.0, "cls": 1.0}, "steps": 1, "images": 4,
                      "seconds": 10.0}
-    resumed = EpochMeter(world_size=1, carry=state)
+    resumed = shared.EpochMeter(world_size=1, carry=state)
     resumed.add({"loss": 1.0, "cls": 3.0}, batch_size=4)
     assert (resumed.mean("loss"), resumed.mean("cls"), resumed.images) == (2.0, 2.0, 8)
     assert resumed.elapsed() >= 10.0  # the interrupted part's time counts
@@ -146,7 +139,7 @@ def test_epoch_meter_times_the_wait_for_batches() -> None:
             time.sleep(0.02)
             yield i
 
-    meter = EpochMeter(world_size=1)
+    meter = shared.EpochMeter(world_size=1)
     got = []
     for batch in meter.batches(slow()):
         got.append(batch)
@@ -155,7 +148,7 @@ def test_epoch_meter_times_the_wait_for_batches() -> None:
 
 
 def test_peak_memory_is_positive_on_cpu() -> None:
-    assert peak_memory_mb(CPU) > 0
+    assert shared.peak_memory_mb(CPU) > 0
 
 
 def test_amp_setting_is_declared_once() -> None:
