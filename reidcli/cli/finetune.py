@@ -100,6 +100,9 @@ _usl = override_options(PANEL_USL, DEFAULTS, {
     "memory_update": (str, "--memory-update", "hard (toward each cluster's least similar "
         "instance in the batch) or mean (every instance)"),
     "iters": (int, "--iters", "Optimiser steps per epoch"),
+    "camera_norm": (bool, "--camera-norm/--no-camera-norm", "Cluster each image's feature "
+        "minus its camera's mean feature, so that clusters follow identities rather than "
+        "cameras (needs camera ids; not in the reference) (default: off)."),
 })
 _run = override_options(PANEL_RUN, DEFAULTS, {
     "eval_every": (int, "--eval-every", "Evaluate on query/gallery every N epochs (default: 0 = "

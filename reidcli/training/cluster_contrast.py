@@ -17,6 +17,7 @@ directory, checkpoints, AMP, DDP, evaluation, the final model) is the supervised
 
 from __future__ import annotations
 
+import logging
 import resource
 import time
 from typing import Any
@@ -35,8 +36,15 @@ from reidcli.training.engine import _Trainer
 from reidcli.training.evaluation import extract, make_eval_loader
 from reidcli.training.losses import LossParts
 from reidcli.unsupervised.memory import ClusterMemory
-from reidcli.unsupervised.pseudo_labels import ClusterParams, label_agreement, pseudo_labels
+from reidcli.unsupervised.pseudo_labels import (
+    ClusterParams,
+    camera_centred,
+    label_agreement,
+    pseudo_labels,
+)
 from reidcli.unsupervised.sampling import FixedIterations
+
+log = logging.getLogger(__name__)
 
 
 class TrainFeature(nn.Module):
@@ -103,6 +111,8 @@ class ClusterContrastTrainer(_Trainer):
         """Rank 0's clustering (labels and what is reported about them)."""
         cfg = self.cfg
         params = ClusterParams(cfg.eps, cfg.min_samples, cfg.k1, cfg.k2)
+        if cfg.camera_norm:
+            features = camera_centred(features, self._cameras())
         result = pseudo_labels(features, params, device=self.device)
         stats: dict[str, Any] = {
             "clusters": result.num_clusters,
@@ -115,6 +125,15 @@ class ClusterContrastTrainer(_Trainer):
         if (truth >= 0).any():  # for the report only; training never sees these
             stats.update(label_agreement(result.labels, truth))
         return {"labels": result.labels, "stats": stats}
+
+    def _cameras(self) -> np.ndarray:
+        cams = np.array([r.camid for r in self.dataset.train], dtype=np.int64)
+        if len(np.unique(cams[cams >= 0])) < 2 and not getattr(self, "_camera_warned", False):
+            self._camera_warned = True
+            log.warning("--camera-norm: %s's train split has fewer than two known cameras, so "
+                        "nothing is aligned (give cameras with --cam-regex for image folders)",
+                        self.dataset.name)
+        return cams
 
     def _prepare_epoch(self, epoch: int) -> dict[str, Any]:
         cfg, ctx = self.cfg, self.ctx

@@ -140,6 +140,8 @@ class FinetuneConfig:
     """hard (toward the batch's least similar instance per cluster) or mean (every instance)."""
     iters: int = setting(200, "unsupervised")
     """Optimiser steps per epoch (P x K batches over the pseudo labels)."""
+    camera_norm: bool = setting(False, "unsupervised")
+    """Cluster features minus their camera's mean (camera-aware); off = the reference."""
     # not saved: where the run goes and whether to continue it
     output: str = setting("", "run", runtime=True)
     resume: bool = setting(False, "run", runtime=True)
