@@ -192,3 +192,14 @@ def test_run_configs_are_read_back_through_one_schema(tmp_path: Path) -> None:
     (tmp_path / "pt" / "config.toml").write_text(
         ssl_config.config_to_toml(PretrainConfig(data="luperson:/d", epochs=7)))
     assert ssl_config.resume_config(tmp_path / "pt", {"workers": 2}).epochs == 7
+
+
+def test_run_dir_spells_each_layout_path_once(tmp_path: Path) -> None:
+    from reidcli.runtime.rundir import RunDir
+
+    run = RunDir(tmp_path / "r")
+    got = [run.config_path, run.trainer_path, run.metrics_path, run.log_path, run.best_dir,
+           run.tensorboard_dir]
+    names = ["config.toml", "trainer.pt", "metrics.jsonl", "train.log", "best", "tb"]
+    assert got == [tmp_path / "r" / n for n in names]
+    assert RunDir(tmp_path / "s").trainer_path == tmp_path / "s" / "trainer.pt"  # per run

@@ -73,6 +73,16 @@ def run_output(root: str | Path, made_by: str,
     return Output(root, made_by, ours=is_run_dir, inputs=inputs, flag=None, directory=True)
 
 
+class _InRun:
+    """A name of the layout as a read-only path attribute of `RunDir`."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, run: RunDir, owner: type | None = None) -> Path:
+        return run.root / self.name
+
+
 class RunDir:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
@@ -84,29 +94,13 @@ class RunDir:
             if self.root.is_dir() else 0
         check_free_space(self.trainer_path, 4 * parameters * copies - have)
 
-    @property
-    def config_path(self) -> Path:
-        return self.root / CONFIG
-
-    @property
-    def trainer_path(self) -> Path:
-        return self.root / TRAINER
-
-    @property
-    def metrics_path(self) -> Path:
-        return self.root / METRICS
-
-    @property
-    def log_path(self) -> Path:
-        return self.root / LOG
-
-    @property
-    def best_dir(self) -> Path:
-        return self.root / BEST
-
-    @property
-    def tensorboard_dir(self) -> Path:
-        return self.root / TENSORBOARD
+    # Where each file of the layout lies in this run: `run.trainer_path` is `root/trainer.pt`.
+    config_path = _InRun(CONFIG)
+    trainer_path = _InRun(TRAINER)
+    metrics_path = _InRun(METRICS)
+    log_path = _InRun(LOG)
+    best_dir = _InRun(BEST)
+    tensorboard_dir = _InRun(TENSORBOARD)
 
     def has_checkpoint(self) -> bool:
         return self.trainer_path.is_file()
