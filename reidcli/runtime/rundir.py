@@ -34,6 +34,7 @@ from reidcli.errors import TrainingError
 from reidcli.utils.diskerrors import check_free_space
 from reidcli.utils.io import atomic_torch_save, atomic_write_text, remove_orphans
 from reidcli.utils.outputs import Output
+from reidcli.utils.paths import Under
 from reidcli.utils.recipes import RecipeSchema
 
 C = TypeVar("C")
@@ -73,16 +74,6 @@ def run_output(root: str | Path, made_by: str,
     return Output(root, made_by, ours=is_run_dir, inputs=inputs, flag=None, directory=True)
 
 
-class _InRun:
-    """A name of the layout as a read-only path attribute of `RunDir`."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def __get__(self, run: RunDir, owner: type | None = None) -> Path:
-        return run.root / self.name
-
-
 class RunDir:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
@@ -94,13 +85,12 @@ class RunDir:
             if self.root.is_dir() else 0
         check_free_space(self.trainer_path, 4 * parameters * copies - have)
 
-    # Where each file of the layout lies in this run: `run.trainer_path` is `root/trainer.pt`.
-    config_path = _InRun(CONFIG)
-    trainer_path = _InRun(TRAINER)
-    metrics_path = _InRun(METRICS)
-    log_path = _InRun(LOG)
-    best_dir = _InRun(BEST)
-    tensorboard_dir = _InRun(TENSORBOARD)
+    config_path = Under(CONFIG)
+    trainer_path = Under(TRAINER)
+    metrics_path = Under(METRICS)
+    log_path = Under(LOG)
+    best_dir = Under(BEST)
+    tensorboard_dir = Under(TENSORBOARD)
 
     def has_checkpoint(self) -> bool:
         return self.trainer_path.is_file()
