@@ -24,7 +24,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -166,3 +166,24 @@ class RunDir:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
         new = "".join(f"{stamp} {line}\n" for line in lines)
         atomic_write_text(self.log_path, old + new)
+
+
+class RunSchema(RecipeSchema[C]):
+    """A stage's recipe schema that also reads back what its runs saved: one definition of
+    `load_run_config` and `resume_config` for every stage. `loaded` finishes a saved
+    configuration (e.g. makes its paths absolute)."""
+
+    def __init__(self, cls: type[C], tuple_types: dict[str, type],
+                 one_or_many: frozenset[str] = frozenset(),
+                 loaded: Callable[[C], C] | None = None) -> None:
+        super().__init__(cls, tuple_types, one_or_many)
+        self.loaded = loaded or (lambda cfg: cfg)
+
+    def load_run_config(self, run_dir: str | Path) -> C:
+        """The resolved configuration saved in a run directory (config.toml)."""
+        return self.loaded(RunDir(run_dir).saved_config(self))
+
+    def resume_config(self, run_dir: str | Path, overrides: dict[str, Any] | None = None) -> C:
+        """The saved configuration of `run_dir` with the options given again applied on top
+        (the stage checks that only runtime options changed)."""
+        return self.loaded(RunDir(run_dir).resume_config(self, overrides))
