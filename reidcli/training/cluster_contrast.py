@@ -27,7 +27,6 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader
 
 from reidcli.data.records import ImageRecord
 from reidcli.errors import ReidError
@@ -162,17 +161,9 @@ class ClusterContrastTrainer(_Trainer):
             labels.tolist(), p=cfg.ids_per_batch, k=cfg.images_per_id, iters=cfg.iters,
             seed=cfg.seed, rank=ctx.rank, world_size=ctx.world_size,
         )
-        from reidcli.data.torch_dataset import ReidImageDataset
-
         records = [ImageRecord(r.path, int(y), r.camid, r.viewid)
                    for r, y in zip(self.dataset.train, labels, strict=True)]
-        self.train_loader = DataLoader(
-            ReidImageDataset(records, self.train_tf),
-            batch_sampler=self.sampler,
-            num_workers=cfg.workers,
-            pin_memory=self.device.type == "cuda",
-            generator=self.loader_gen,
-        )
+        self.train_loader = self._train_loader(records, self.sampler)
         return {**stats, "extract_time_s": extract_s}
 
     def _train_epoch(self, epoch: int, progress: Any) -> dict[str, float]:

@@ -15,12 +15,11 @@ import dataclasses
 from dataclasses import dataclass
 
 from reidcli.errors import UsageError
-from reidcli.models.config import model_setting
+from reidcli.models.config import NECK_FEATS, model_setting
 from reidcli.runtime.device import amp_problems, amp_setting
 from reidcli.runtime.rundir import RunSchema
 from reidcli.utils.recipes import setting
 
-NECK_FEATS = ("before", "after")
 OPTIMIZER_NAMES = ("sgd", "adam", "adamw")
 LR_SCHEDULES = ("cosine", "step")
 
