@@ -131,6 +131,8 @@ def main() -> None:
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--quick", action="store_true", help="smaller worlds and budgets (a check)")
     p.add_argument("--oracle", action="store_true", help="add UDA with the true labels")
+    p.add_argument("--camera-norm", action="store_true",
+                   help="add UDA with --camera-norm (clusters on camera-centred features)")
     p.add_argument("--camera-strength", type=float, default=1.0,
                    help="`reid synth market --camera-strength` of both worlds")
     a = p.parse_args()
@@ -152,6 +154,11 @@ def main() -> None:
         rows.setdefault(name, []).append(m[-1])
         return m
 
+    def curve(tag: str, m: list[dict[str, Any]]) -> None:
+        if m:
+            purity.setdefault(tag, []).append([r.get("purity_ari", float("nan")) for r in m])
+            curves.setdefault(tag, []).append([r["mAP"] for r in m if "mAP" in r])
+
     for seed in (int(s) for s in a.seeds.split(",")):
         runs = a.work / f"seed{seed}"
         keep("supervised on the source (in its own world)", seed,
@@ -164,9 +171,12 @@ def main() -> None:
             extra = {"pretrained": str(pretrained)} if pretrained else {}
             m = keep(name, seed, train(runs / tag, worlds["target"], seed, **UNSUPERVISED,
                                        **extra))
-            if m:
-                purity.setdefault(tag, []).append([r.get("purity_ari", float("nan")) for r in m])
-                curves.setdefault(tag, []).append([r["mAP"] for r in m if "mAP" in r])
+            curve(tag, m)
+        if a.camera_norm:
+            name = "UDA with --camera-norm"
+            m = keep(name, seed, train(runs / "uda_cn", worlds["target"], seed, **UNSUPERVISED,
+                                       camera_norm=True, pretrained=str(runs / "source_sup")))
+            curve("uda_cn", m)
         if a.oracle:
             with true_labels(worlds["target"]):
                 keep("UDA with the true labels (oracle, diagnostic)", seed,

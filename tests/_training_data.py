@@ -9,12 +9,19 @@ learn to ignore.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from reidcli.training.config import FinetuneConfig
+
+# The one shape of the abort at a NaN/inf loss, whichever trainer stops
+# (reidcli.runtime.training.NonFiniteGuard).
+ABORT = re.compile(r"non-finite loss \((nan|inf|-inf)(; [^)]*)?\) at epoch \d+, (step|iteration) "
+                   r"\d+; .*\. Try a lower --lr(, [^.]+)?, --amp bf16 or --amp off, or check "
+                   r"the input images\.")
 
 CAMERA_TINTS = np.array(
     [[60, -30, -30], [-30, 60, -30], [-30, -30, 60], [40, 40, -40], [-40, 40, 40], [40, -40, 40]],

@@ -60,6 +60,16 @@ def _cfs_opts(source: Path, proxies: tuple[Path, Path], out: Path, **kw) -> CfsO
     return CfsOptions(**(base | kw))
 
 
+def test_the_stage_hands_every_scoring_setting_to_the_scoring_pass(tmp_path: Path) -> None:
+    opts = _cfs_opts(tmp_path, (tmp_path / "s", tmp_path / "t"), tmp_path / "list.txt",
+                     batch_size=7, workers=3, amp="bf16", checkpoint_every=9, overwrite=True)
+    scoring = ScoreOptions.of(opts, tmp_path / "s", tmp_path / "t", tmp_path / "scores.h5")
+    assert scoring == ScoreOptions(
+        source_model=tmp_path / "s", target_model=tmp_path / "t", output=tmp_path / "scores.h5",
+        batch_size=7, workers=3, amp="bf16", device="cpu", checkpoint_every=9, overwrite=True,
+        progress=False)
+
+
 def _direct_cosines(source: Path, s: Path, t: Path) -> tuple[list[str], np.ndarray]:
     images = load_source(f"luperson:{source}")
     ms, cfg = load_model(s, num_classes=0)

@@ -116,3 +116,27 @@ def test_pretrain_options_convert_to_their_fields(monkeypatch, tmp_path: Path) -
     cfg = got[0]
     assert (cfg.global_size, cfg.crop_aspect, cfg.data_root, cfg.lambda_mim) == (
         (128, 64), (0.4, 0.6), "d", 0.5)
+
+
+def test_table_rows_derive_flag_type_and_metavar() -> None:
+    from typing import Annotated
+
+    from reidcli.cli.common import table_option, workers_option
+
+    defaults = {"size": (256, 128), "lr": 0.1, "jpm": True, "epochs": 5}
+    kind, info = table_option("P", "lr", "Rate", defaults, recipe=True)
+    assert (kind, info.default, info.param_decls, info.help, info.rich_help_panel) == (
+        float | None, None, ("--lr",), "Rate (default: 0.1).", "P")
+    kind, info = table_option("P", "size", "Size", defaults, recipe=True)
+    assert kind == str | None and info.help == "Size (default: 256x128)."
+    _, info = table_option("P", "jpm", "JPM", defaults, recipe=True)
+    assert info.param_decls == ("--jpm/--no-jpm",) and info.help == "JPM (default: on)."
+    _, info = table_option("P", "data_option", (list[str], "--data-option -O K=V", "Opt"),
+                           defaults, recipe=True)
+    assert (info.param_decls, info.metavar) == (("--data-option", "-O"), "K=V")
+    kind, info = table_option("P", "epochs", "Epochs", defaults, recipe=False)
+    assert (kind, info.default, info.help) == (int, 5, "Epochs")  # a real default, typer shows it
+    kind, info = table_option("P", "seed", (int, "Seed"), defaults, recipe=False)
+    assert (kind, info.default) == (int | None, None)
+    row = (Annotated[int, workers_option("R")], 4)
+    assert table_option("P", "workers", row, defaults, recipe=False) == row

@@ -94,7 +94,7 @@ def test_tiny_demo_reuses_stages_and_reports_missing_cfs(
     assert "$ reid pretrain --recipe" in text and "--subset" not in text
     for needle in ("$ reid synth market", "$ reid finetune", "$ reid extract",
                    "$ reid evaluate", "--rerank", "$ reid visualize", "--unsupervised",
-                   "data/second-world"):
+                   "--camera-norm", "data/second-world"):
         assert needle in text, needle
     assert all(math.isfinite(v) for row in result.rows
                for s in (row.plain, row.reranked) for v in (s.mAP, s.rank1, s.mINP))

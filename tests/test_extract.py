@@ -15,9 +15,9 @@ from typer.testing import CliRunner
 
 from reidcli.cli.app import app
 from reidcli.data import load_dataset
+from reidcli.data.records import UNKNOWN_CAMERA
 from reidcli.data.transforms import build_test_transform
 from reidcli.errors import ReidError
-from reidcli.inference import extract as extract_mod
 from reidcli.inference.extract import ExtractOptions, extract_bank
 from reidcli.inference.features import FeatureExtractor
 from reidcli.models.checkpoint import load_model, save_model
@@ -151,7 +151,7 @@ def test_image_folder_with_and_without_camera_regex(run_dir: Path, market: Path,
         assert set(split.camids.tolist()) == {0}
     extract_bank(_opts(run_dir, market, tmp_path / "g.h5", data=None, images=market / "query"))
     with read_bank(tmp_path / "g.h5") as bank:
-        assert set(bank["images"].camids.tolist()) == {extract_mod.UNKNOWN_CAMERA}
+        assert set(bank["images"].camids.tolist()) == {UNKNOWN_CAMERA}
 
 
 def test_bad_input_is_a_clear_error(run_dir: Path, market: Path, tmp_path: Path) -> None:

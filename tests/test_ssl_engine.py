@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 import typer
+from _training_data import ABORT
 from PIL import Image
 from safetensors.torch import load_file
 from typer.testing import CliRunner
@@ -274,8 +275,10 @@ def test_non_finite_loss_aborts(images: Path, tmp_path: Path, monkeypatch) -> No
         return loss * float("nan"), terms, probs
 
     monkeypatch.setattr(objective.Objective, "forward", poisoned)
-    with pytest.raises(TrainingError, match="loss is nan"):
+    expected = r"non-finite loss \(nan; cls [0-9.]+\) at epoch 0, iteration 0; nothing of this run"
+    with pytest.raises(TrainingError, match=expected) as err:
         pretrain(tiny(images, tmp_path / "nan", epochs=1))
+    assert ABORT.fullmatch(str(err.value)), str(err.value)
 
 
 def test_cli_init_from_run(images: Path, dino_run: Path, tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ MARKET_RE = re.compile(r"([-\d]+)_c(\d)")
 NAME_RE = re.compile(r"^(-1|\d{4})_c([1-9])s(\d)_(\d{6})_(\d{2})\.jpg$")
 SPLIT_DIRS = ("bounding_box_train", "query", "bounding_box_test")
 CFG = MarketConfig(ids=16, cams=3, seed=7, per_cam=3, occlusion=0.3)
+PINNED = "86903f328a181b039c57bd23cc72621ae9459737e9185f7c391104c9f4486e90"
 
 
 @pytest.fixture(scope="module")
@@ -87,6 +88,16 @@ def test_image_sizes(market: Path) -> None:
 def test_metadata_records_the_config(market: Path) -> None:
     meta = json.loads((market / "synth.json").read_text())
     assert meta["kind"] == "market" and meta["config"]["seed"] == CFG.seed
+
+
+def test_output_bytes_are_pinned(market: Path) -> None:
+    """Every byte of CFG's folder (images and synth.json) as recorded before the generator was
+    last restructured: a refactoring must not move a single pixel or random draw. The JPEG
+    bytes also depend on Pillow's encoder, so a Pillow upgrade may change the constant (look
+    at the images before updating it)."""
+    files = _digest(market) | {"synth.json": hashlib.sha256(
+        (market / "synth.json").read_bytes()).hexdigest()}
+    assert hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest() == PINNED
 
 
 def test_same_seed_same_bytes_any_worker_count(market: Path, tmp_path: Path) -> None:
@@ -159,12 +170,12 @@ def test_refuses_non_empty_output_and_overwrites_on_request(tmp_path: Path) -> N
 
 
 def test_failure_leaves_no_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import reidcli.data.synth.market as market_mod
+    import reidcli.data.synth.output as output_mod
 
     def boom(*args: object, **kwargs: object) -> None:
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(market_mod, "write_jobs", boom)
+    monkeypatch.setattr(output_mod, "write_jobs", boom)
     with pytest.raises(RuntimeError):
         write_market(tmp_path / "out", MarketConfig(ids=4, cams=2, seed=0, per_cam=1))
     assert list(tmp_path.iterdir()) == []

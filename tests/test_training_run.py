@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from _training_data import tiny_config, write_market
+from _training_data import ABORT, tiny_config, write_market
 from safetensors.torch import load_file
 
 from reidcli.errors import TrainingError
@@ -124,8 +124,9 @@ def test_non_finite_loss_stops_and_keeps_last_checkpoint(
     def track(info) -> None:
         state["epoch"] = info.epoch + 1
 
-    with pytest.raises(TrainingError, match="non-finite loss.*epoch 2.*epoch 1"):
+    with pytest.raises(TrainingError, match="non-finite loss.*epoch 2.*epoch 1") as err:
         finetune(tiny_config(market, out), Hooks(on_epoch_end=track))
+    assert ABORT.fullmatch(str(err.value)), str(err.value)
     saved = torch.load(out / "trainer.pt", weights_only=True)
     assert saved["epoch"] == 1
     assert all(torch.isfinite(v).all() for v in _weights(out).values() if v.is_floating_point())

@@ -14,6 +14,7 @@ from reidcli.unsupervised import (
     ClusterMemory,
     ClusterParams,
     FixedIterations,
+    camera_centred,
     jaccard_graph,
     label_agreement,
     pseudo_labels,
@@ -170,3 +171,48 @@ def test_fixed_iterations_draw_exactly_iters_pk_batches() -> None:
     halves = [list(FixedIterations(labels, 2, 2, 7, seed=3, rank=r, world_size=2)) for r in (0, 1)]
     assert [a + b for a, b in zip(*halves, strict=True)] == list(
         FixedIterations(labels, 2, 2, 7, seed=3))
+
+
+def camera_world(shift: float = 1.5, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Four identities (axes e_0..e_3) seen by two cameras, each camera adding its own offset
+    (e_4 or e_5, `shift` long): every image is nearer the other identities of its camera
+    than its own identity in the other camera."""
+    rng = np.random.default_rng(seed)
+    ids, cams, x = [], [], []
+    for pid in range(4):
+        for cam in range(2):
+            for _ in range(5):
+                v = np.zeros(8)
+                v[pid] = 1.0
+                v[4 + cam] = shift
+                x.append(v + 0.02 * rng.standard_normal(8))
+                ids.append(pid)
+                cams.append(cam)
+    return np.array(x, dtype=np.float32), np.array(ids), np.array(cams)
+
+
+def test_camera_centring_by_hand() -> None:
+    x = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [5.0, 5.0]], dtype=np.float32)
+    cams = np.array([0, 0, -1, 1])
+    out = camera_centred(x, cams).numpy()
+    # Camera 0: normalised rows (1, 0) and (0, 1), mean (0.5, 0.5), residuals +-(0.5, -0.5).
+    h = 1 / math.sqrt(2)
+    np.testing.assert_allclose(out[0], [h, -h], atol=1e-6)
+    np.testing.assert_allclose(out[1], [-h, h], atol=1e-6)
+    np.testing.assert_allclose(out[2], [h, h], atol=1e-6)  # unknown camera: kept
+    np.testing.assert_allclose(out[3], [0.0, 0.0], atol=1e-6)  # alone in its camera
+    # Fewer than two known cameras: nothing to align, only the normalisation.
+    one = camera_centred(x, np.array([0, 0, -1, 0])).numpy()
+    np.testing.assert_allclose(one, x / np.linalg.norm(x, axis=1, keepdims=True), atol=1e-6)
+    np.testing.assert_allclose(camera_centred(x, None).numpy(), one, atol=1e-6)
+
+
+def test_camera_centring_lets_clusters_follow_identities() -> None:
+    x, ids, cams = camera_world()
+    params = ClusterParams(eps=0.5, min_samples=4, k1=10, k2=2)
+    raw = pseudo_labels(x, params)
+    centred = pseudo_labels(camera_centred(x, cams), params)
+    # Raw: every identity is split by camera (8 single-camera clusters); centred: the
+    # four identities across both cameras.
+    np.testing.assert_array_equal(raw.labels, ids * 2 + cams)
+    np.testing.assert_array_equal(centred.labels, ids)

@@ -126,6 +126,30 @@ def test_unlabelled_image_folder_with_evaluation_elsewhere(market: Path, tmp_pat
     assert not any("purity_ari" in r for r in records)  # no labels to compare with
 
 
+def test_camera_norm_clusters_camera_centred_features(market: Path, tmp_path: Path,
+                                                     monkeypatch, caplog) -> None:
+    seen: list[np.ndarray] = []
+    real = trainer_mod.camera_centred
+
+    def spy(features, cameras):
+        seen.append(np.asarray(cameras))
+        return real(features, cameras)
+
+    monkeypatch.setattr(trainer_mod, "camera_centred", spy)
+    finetune(usl_config(market, tmp_path / "run", epochs=1, camera_norm=True))
+    train = reidcli.data.load_dataset(f"market1501:{market}").train
+    assert len(seen) == 1
+    np.testing.assert_array_equal(seen[0], [r.camid for r in train])
+    assert 'camera_norm = true' in (tmp_path / "run" / "config.toml").read_text()
+    # Without camera ids (one folder = one camera) it says that nothing is aligned.
+    folder = tmp_path / "footage"
+    shutil.copytree(market / "bounding_box_train", folder / "cam_all")
+    with caplog.at_level("WARNING"):
+        finetune(usl_config(market, tmp_path / "folder", epochs=1, camera_norm=True,
+                            data=f"luperson:{folder}", eval_data=f"market1501:{market}"))
+    assert "fewer than two known cameras" in caplog.text
+
+
 def test_uda_starts_from_a_supervised_run(market: Path, tmp_path: Path) -> None:
     source = tmp_path / "source"
     finetune(tiny_config(market, source, epochs=1))
@@ -190,11 +214,13 @@ def test_cli_end_to_end(market: Path, tmp_path: Path) -> None:
             "--backbone", "vit-tiny-test", "--size", "64x32", "--epochs", "1", "--batch", "4x2",
             "--workers", "0", "--device", "cpu", "--eps", "0.6", "--min-samples", "2",
             "--k1", "6", "--k2", "2", "--iters", "2", "--memory-update", "mean",
-            "--memory-momentum", "0.5", "--temperature", "0.1", "--warmup-epochs", "0"]
+            "--memory-momentum", "0.5", "--temperature", "0.1", "--warmup-epochs", "0",
+            "--camera-norm"]
     result = CliRunner().invoke(app, ["-q", *args])
     assert result.exit_code == 0, result.output
     saved = (out / "config.toml").read_text()
     assert "[unsupervised]" in saved and 'memory_update = "mean"' in saved
+    assert "camera_norm = true" in saved
     assert _metrics(out)[0]["steps"] == 2
     bad_args = [a if a != str(out) else str(tmp_path / "bad") for a in args]
     bad_args[bad_args.index("--min-samples") + 1] = "30"

@@ -7,12 +7,13 @@ import inspect
 import logging
 from collections.abc import Callable, Mapping
 from enum import StrEnum
-from typing import Annotated, Any, TypeVar, get_type_hints
+from typing import Annotated, Any, TypeVar, get_origin, get_type_hints
 
 import click
 import typer
 from rich.markup import escape
 from typer.core import TyperGroup
+from typer.models import OptionInfo
 
 from reidcli.errors import ReidError
 from reidcli.utils.logging import console
@@ -127,16 +128,61 @@ def option_group(target: str | None, build: Callable[..., Any],
     return decorate
 
 
-def override_options(panel: str, defaults: Mapping[str, object],
-                     options: Mapping[str, tuple[Any, str, str]]) -> Callable[[F], F]:
-    """Recipe overrides as a table, name -> (type, flags, help): each option defaults to None
-    (not typed; `recipe_overrides` reads the typed ones), and a name in `defaults` gets
-    `(default: X)` added to its help."""
-    return option_group(None, given, {
-        name: (kind | None, typer.Option(
-            None, *flags.split(), rich_help_panel=panel,
-            help=default_help(defaults, name, text) if name in defaults else text))
-        for name, (kind, flags, text) in options.items()})
+# One row of an option table: `help`, `(type, help)` or `(type, flags, help)`, the flags
+# written as in a usage line (`--data-option -O KEY=VALUE`: a word that is no flag is the
+# metavar); or, for an option declared otherwise, `(type, typer.Option(...))` or
+# `(Annotated[type, typer.Option(...)], default)` as it is.
+OptionRow = str | tuple[Any, Any] | tuple[Any, str, str]
+
+
+def _flag(name: str, kind: Any) -> str:
+    flag = "--" + name.replace("_", "-")
+    return f"{flag}/--no-{flag[2:]}" if kind is bool else flag
+
+
+def table_option(panel: str, name: str, row: OptionRow, defaults: Mapping[str, object],
+                 recipe: bool) -> tuple[Any, Any]:
+    """An option from its table row. Its flag is its name (`--name`, `--name/--no-name` for a
+    switch), its type that of its default in `defaults` (an HxW size is typed as text),
+    unless the row says otherwise. A `recipe` override defaults to None (not typed) and a name
+    in `defaults` gets `(default: X)` added to its help; any other option defaults to
+    `defaults[name]` (None when absent, `...` when required)."""
+    if isinstance(row, tuple) and isinstance(row[-1], OptionInfo):
+        row[-1].rich_help_panel = panel
+        return row
+    if isinstance(row, tuple) and get_origin(row[0]) is Annotated:
+        return row
+    *head, text = (row,) if isinstance(row, str) else row
+    default = defaults.get(name)
+    kind = head[0] if head else (str if isinstance(default, tuple) else type(default))
+    words = head[1].split() if len(head) > 1 else [_flag(name, kind)]
+    metavar = next((w for w in words if not w.startswith("-")), None)
+    if recipe:
+        text = default_help(defaults, name, text) if name in defaults else text
+        default = None
+    return kind if default is not None else kind | None, typer.Option(
+        default, *(w for w in words if w.startswith("-")), metavar=metavar,
+        rich_help_panel=panel, help=text)
+
+
+def option_table(panels: Mapping[str, Mapping[str, OptionRow]],
+                 defaults: Mapping[str, object] | None = None, recipe: bool = False,
+                 target: str | None = None, build: Callable[..., Any] = given
+                 ) -> Callable[[F], F]:
+    """A command's options as one table, panel -> {name: row} (see `table_option`), in the
+    order --help lists them. The command receives `build(**values)` as its parameter
+    `target`; with None, nothing (the values are in the click context's params)."""
+    return option_group(target, build, {
+        name: table_option(panel, name, row, defaults or {}, recipe)
+        for panel, rows in panels.items() for name, row in rows.items()})
+
+
+def recipe_options(defaults: Mapping[str, object], panels: Mapping[str, Mapping[str, OptionRow]],
+                   target: str | None = None, build: Callable[..., Any] = given
+                   ) -> Callable[[F], F]:
+    """Recipe overrides as one table (`option_table`): every option defaults to None, and
+    `recipe_overrides` reads the typed ones; `defaults` are the stage's, quoted in the help."""
+    return option_table(panels, defaults, recipe=True, target=target, build=build)
 
 
 def check_device(device: str) -> str:

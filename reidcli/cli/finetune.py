@@ -11,17 +11,8 @@ from pathlib import Path
 
 import typer
 
-from reidcli.cli.common import given, override_options, parse_size, recipe_overrides, state
-from reidcli.cli.run_options import (
-    PANEL_DATA,
-    PANEL_MODEL,
-    PANEL_OPTIM,
-    PANEL_RUN,
-    RunArgs,
-    run_options,
-)
-
-PANEL_USL = "Unsupervised (cluster contrast)"
+from reidcli.cli.common import given, parse_size, recipe_options, recipe_overrides, state
+from reidcli.cli.run_options import Panel, RunArgs, run_options
 
 
 def parse_batch(text: str) -> tuple[int, int]:
@@ -44,127 +35,110 @@ DEFAULTS: dict[str, object] = {"size": (256, 128), "backbone": "vit-b", "sie_coe
     "device": "auto"}
 
 
-_data = override_options(PANEL_DATA, DEFAULTS, {
-    "size": (str, "--size", "Input size HxW"),
-})
-_model = override_options(PANEL_MODEL, DEFAULTS, {
-    "backbone": (str, "--backbone", "ViT: vit-b, vit-s, vit-t, deit-s, deit-b; DINOv2: "
-        "dinov2-s/b/l/g (+ -reg for 4 registers); SOLIDER Swin: swin-t/s/b; BoT: resnet50; "
-        "tests/demos: vit-small-demo, *-tiny-test (see docs/backbones.md)"),
-    "stride": (int, "--stride", "Patch-embedding stride of ViT backbones: 16, 12 or 11 "
-        "(default: the patch size, 16; DINOv2 14)."),
-    "sie": (bool, "--sie/--no-sie", "Side information embedding of the camera."),
-    "sie_view": (bool, "--sie-view/--no-sie-view", "SIE of the viewpoint (vehicles)."),
-    "sie_coef": (float, "--sie-coef", "SIE weight lambda"),
-    "jpm": (bool, "--jpm/--no-jpm", "Jigsaw patch module (local branches)."),
-    "jpm_shift": (int, "--jpm-shift", "JPM shift (default: 5; 8 for vehicles)."),
-    "jpm_shuffle": (int, "--jpm-shuffle", "JPM shuffle groups"),
-    "jpm_groups": (int, "--jpm-groups", "JPM local branches"),
-    "jpm_exact_shift": (bool, "--jpm-exact-shift/--jpm-reference-shift", "Rotate by exactly "
-        "--jpm-shift tokens (the paper) instead of shift-1 (the reference code) (default: "
-        "reference)."),
-    "neck_feat": (str, "--neck-feat", "Test feature before or after the BNNeck"),
-    "part_tokens": (int, "--part-tokens", "PASS part tokens (3 for PASS checkpoints)"),
-    "semantic_weight": (float, "--semantic-weight", "SOLIDER's semantic weight lambda in [0, 1] "
-        "(Swin backbones) (default: 0.2)."),
-    "freeze_backbone": (bool, "--freeze-backbone/--no-freeze-backbone", "Linear probe: train "
-        "only the BNNeck and classifier on a frozen backbone (DINOv2 recipe)."),
-    "pretrained": (str, "--pretrained", "Initial weights: a checkpoint file (timm/ImageNet, "
-        "DINO, iBOT, PASS, DINOv2 (timm or Meta), SOLIDER, torchvision ResNet, a reid run) or "
-        "`timm`."),
-})
-_optim = override_options(PANEL_OPTIM, DEFAULTS, {
-    "epochs": (int, "--epochs", "Training epochs"),
-    "lr": (float, "--lr", "Base learning rate (biases x2)"),
-    "optimizer": (str, "--optimizer", "sgd (momentum 0.9), adam or adamw"),
-    "lr_decay": (float, "--lr-decay", "Layer-wise lr decay in (0, 1] for full fine-tuning (e.g. "
-        "0.75 for DINOv2) (default: off)."),
-    "wd": (float, "--wd", "Weight decay (default: 1e-4)."),
-    "warmup_epochs": (int, "--warmup-epochs", "Linear warm-up from 0.01*lr"),
-    "label_smoothing": (float, "--label-smoothing", "ID-loss label smoothing (default: 0 = off)."),
-    "sync_bn": (bool, "--sync-bn/--no-sync-bn", "Under DDP on GPUs, BatchNorm layers use the "
-        "global batch's statistics (SyncBatchNorm; CUDA only)."),
-})
-_usl = override_options(PANEL_USL, DEFAULTS, {
-    "unsupervised": (bool, "--unsupervised/--supervised", "Cluster contrast on the train split "
-        "without reading its labels: USL from a self-supervised model, UDA from a model "
-        "fine-tuned on another dataset (docs/unsupervised.md)."),
-    "eps": (float, "--eps", "DBSCAN radius on the Jaccard distance (default: 0.6; 0.7 for "
-        "MSMT17)."),
-    "min_samples": (int, "--min-samples", "DBSCAN core size"),
-    "k1": (int, "--k1", "k-reciprocal neighbours"),
-    "k2": (int, "--k2", "Local query expansion"),
-    "memory_momentum": (float, "--memory-momentum", "Weight of the old centroid in the memory "
-        "update"),
-    "temperature": (float, "--temperature", "Temperature of the memory's softmax"),
-    "memory_update": (str, "--memory-update", "hard (toward each cluster's least similar "
-        "instance in the batch) or mean (every instance)"),
-    "iters": (int, "--iters", "Optimiser steps per epoch"),
-})
-_run = override_options(PANEL_RUN, DEFAULTS, {
-    "eval_every": (int, "--eval-every", "Evaluate on query/gallery every N epochs (default: 0 = "
-        "after the last epoch only)."),
-    "allow_no_eval": (bool, "--allow-no-eval/--no-allow-no-eval", "Train without evaluation "
-        "(warned) when no query has a positive in the gallery (one camera, disjoint ids); "
-        "without it such a dataset is refused before the first epoch."),
-    "eval_batch_size": (int, "--eval-batch-size", "Batch size of evaluation"),
+_recipe_options = recipe_options(DEFAULTS, {
+    Panel.DATA: {
+        "data": (list[str], "--data NAME[:PATH]", "Dataset NAME or NAME:PATH (see `reid "
+            "datasets`); repeat it to train on several jointly (ids and cameras get one range "
+            "per dataset)."),
+        "data_balance": (bool, "Joint training: every batch gives each dataset an equal share "
+            "of its identities (default: shares follow the image counts)."),
+        "data_root": (Path, "Folder holding the datasets (default: $REID_DATA_ROOT)."),
+        "data_option": (list[str], "--data-option -O [NAME.]KEY=VALUE", "Dataset option, "
+            "repeatable (e.g. -O 'pattern=id(?P<pid>\\d+)_cam(?P<cam>\\d+)' -O cam_base=0 for "
+            "`folder`). KEY=VALUE applies to every --data; NAME.KEY=VALUE (or N.KEY=VALUE, the "
+            "N-th --data) to one, and to an --eval-data of that name."),
+        "eval_data": (list[str], "--eval-data NAME[:PATH]", "Evaluate on this dataset's "
+            "query/gallery; repeatable (default: every --data with query/gallery). The first "
+            "one's mAP selects best/."),
+        "size": "Input size HxW",
+    },
+    # In --help the panels come in the order they are first met.
+    Panel.OPTIM: {
+        "batch": (str, "Batch as PxK: P identities x K images (default: 16x4)."),
+        "ids_per_batch": (int, "P of the PK batch."),
+        "images_per_id": (int, "K of the PK batch."),
+        "margin": (float, "Hinge triplet loss with this margin (e.g. 0.3)."),
+        "soft_margin": (bool, typer.Option(False, "--soft-margin", help="Soft-margin triplet "
+            "loss (the default of every published recipe); overrides a recipe's margin.")),
+        "epochs": "Training epochs",
+        "lr": "Base learning rate (biases x2)",
+        "optimizer": "sgd (momentum 0.9), adam or adamw",
+        "lr_decay": (float, "Layer-wise lr decay in (0, 1] for full fine-tuning (e.g. 0.75 for "
+            "DINOv2) (default: off)."),
+        "wd": (float, "Weight decay (default: 1e-4)."),
+        "warmup_epochs": "Linear warm-up from 0.01*lr",
+        "label_smoothing": (float, "ID-loss label smoothing (default: 0 = off)."),
+        "sync_bn": (bool, "Under DDP on GPUs, BatchNorm layers use the global batch's "
+            "statistics (SyncBatchNorm; CUDA only)."),
+    },
+    Panel.MODEL: {
+        "backbone": "ViT: vit-b, vit-s, vit-t, deit-s, deit-b; DINOv2: dinov2-s/b/l/g (+ -reg "
+            "for 4 registers); SOLIDER Swin: swin-t/s/b; BoT: resnet50; tests/demos: "
+            "vit-small-demo, *-tiny-test (see docs/backbones.md)",
+        "stride": (int, "Patch-embedding stride of ViT backbones: 16, 12 or 11 (default: the "
+            "patch size, 16; DINOv2 14)."),
+        "sie": (bool, "Side information embedding of the camera."),
+        "sie_view": (bool, "SIE of the viewpoint (vehicles)."),
+        "sie_coef": "SIE weight lambda",
+        "jpm": (bool, "Jigsaw patch module (local branches)."),
+        "jpm_shift": (int, "JPM shift (default: 5; 8 for vehicles)."),
+        "jpm_shuffle": "JPM shuffle groups",
+        "jpm_groups": "JPM local branches",
+        "jpm_exact_shift": (bool, "--jpm-exact-shift/--jpm-reference-shift", "Rotate by exactly "
+            "--jpm-shift tokens (the paper) instead of shift-1 (the reference code) (default: "
+            "reference)."),
+        "neck_feat": "Test feature before or after the BNNeck",
+        "part_tokens": "PASS part tokens (3 for PASS checkpoints)",
+        "semantic_weight": (float, "SOLIDER's semantic weight lambda in [0, 1] (Swin "
+            "backbones) (default: 0.2)."),
+        "freeze_backbone": (bool, "Linear probe: train only the BNNeck and classifier on a "
+            "frozen backbone (DINOv2 recipe)."),
+        "pretrained": (str, "Initial weights: a checkpoint file (timm/ImageNet, DINO, iBOT, "
+            "PASS, DINOv2 (timm or Meta), SOLIDER, torchvision ResNet, a reid run) or `timm`."),
+    },
+    Panel.USL: {
+        "unsupervised": (bool, "--unsupervised/--supervised", "Cluster contrast on the train "
+            "split without reading its labels: USL from a self-supervised model, UDA from a "
+            "model fine-tuned on another dataset (docs/unsupervised.md)."),
+        "eps": (float, "DBSCAN radius on the Jaccard distance (default: 0.6; 0.7 for MSMT17)."),
+        "min_samples": "DBSCAN core size",
+        "k1": "k-reciprocal neighbours",
+        "k2": "Local query expansion",
+        "memory_momentum": "Weight of the old centroid in the memory update",
+        "temperature": "Temperature of the memory's softmax",
+        "memory_update": "hard (toward each cluster's least similar instance in the batch) or "
+            "mean (every instance)",
+        "iters": "Optimiser steps per epoch",
+        "camera_norm": (bool, "Cluster each image's feature minus its camera's mean feature, so "
+            "that clusters follow identities rather than cameras (needs camera ids; not in the "
+            "reference) (default: off)."),
+    },
+    Panel.RUN: {
+        "eval_every": (int, "Evaluate on query/gallery every N epochs (default: 0 = after the "
+            "last epoch only)."),
+        "allow_no_eval": (bool, "Train without evaluation (warned) when no query has a "
+            "positive in the gallery (one camera, disjoint ids); without it such a dataset is "
+            "refused before the first epoch."),
+        "eval_batch_size": "Batch size of evaluation",
+    },
 })
 
 
 @run_options(DEFAULTS)
-@_run
-@_usl
-@_optim
-@_model
-@_data
-def finetune(
-    ctx: typer.Context,
-    data: list[str] | None = typer.Option(
-        None, "--data", metavar="NAME[:PATH]", help="Dataset NAME or NAME:PATH (see `reid "
-        "datasets`); repeat it to train on several jointly (ids and cameras get one range "
-        "per dataset).",
-        rich_help_panel=PANEL_DATA),
-    data_balance: bool | None = typer.Option(
-        None, "--data-balance/--no-data-balance", help="Joint training: every batch gives "
-        "each dataset an equal share of its identities (default: shares follow the image "
-        "counts).", rich_help_panel=PANEL_DATA),
-    data_root: Path | None = typer.Option(
-        None, "--data-root", help="Folder holding the datasets (default: $REID_DATA_ROOT).",
-        rich_help_panel=PANEL_DATA),
-    data_option: list[str] | None = typer.Option(
-        None, "--data-option", "-O", metavar="[NAME.]KEY=VALUE", help="Dataset option, "
-        "repeatable (e.g. -O 'pattern=id(?P<pid>\\d+)_cam(?P<cam>\\d+)' -O cam_base=0 for "
-        "`folder`). KEY=VALUE applies to every --data; NAME.KEY=VALUE (or N.KEY=VALUE, the "
-        "N-th --data) to one, and to an --eval-data of that name.", rich_help_panel=PANEL_DATA),
-    eval_data: list[str] | None = typer.Option(
-        None, "--eval-data", metavar="NAME[:PATH]", help="Evaluate on this dataset's "
-        "query/gallery; repeatable "
-        "(default: every --data with query/gallery). The first one's mAP selects best/.",
-        rich_help_panel=PANEL_DATA),
-    batch: str | None = typer.Option(
-        None, "--batch", help="Batch as PxK: P identities x K images (default: 16x4).",
-        rich_help_panel=PANEL_OPTIM),
-    ids_per_batch: int | None = typer.Option(
-        None, "--ids-per-batch", help="P of the PK batch.", rich_help_panel=PANEL_OPTIM),
-    images_per_id: int | None = typer.Option(
-        None, "--images-per-id", help="K of the PK batch.", rich_help_panel=PANEL_OPTIM),
-    margin: float | None = typer.Option(
-        None, "--margin", help="Hinge triplet loss with this margin (e.g. 0.3).",
-        rich_help_panel=PANEL_OPTIM),
-    soft_margin: bool = typer.Option(
-        False, "--soft-margin", help="Soft-margin triplet loss (the default of every "
-        "published recipe); overrides a recipe's margin.", rich_help_panel=PANEL_OPTIM),
-    run: RunArgs | None = None,
-) -> None:
+@_recipe_options
+def finetune(ctx: typer.Context, run: RunArgs | None = None) -> None:
     """Supervised fine-tuning (ID + triplet loss; TransReID SIE/JPM for ViTs; DINOv2, SOLIDER
     Swin, ResNet BoT) into a run directory; with --unsupervised, cluster contrast on
     unlabelled target images (USL / UDA)."""
     from reidcli.training import finetune as run_finetune
     from reidcli.training.config import resolve_config, resume_config
 
-    if margin is not None and soft_margin:
+    opt = ctx.params
+    margin, batch = opt["margin"], opt["batch"]
+    if margin is not None and opt["soft_margin"]:
         raise typer.BadParameter("give either --margin or --soft-margin", param_hint="--margin")
     p_k = parse_batch(batch) if batch is not None else (None, None)
+    ids_per_batch, images_per_id = opt["ids_per_batch"], opt["images_per_id"]
     for typed, from_batch, name in ((ids_per_batch, p_k[0], "--ids-per-batch"),
                                     (images_per_id, p_k[1], "--images-per-id")):
         if typed is not None and from_batch is not None and typed != from_batch:
@@ -181,7 +155,7 @@ def finetune(
     overrides |= given(
         ids_per_batch=ids_per_batch if ids_per_batch is not None else p_k[0],
         images_per_id=images_per_id if images_per_id is not None else p_k[1],
-        soft_margin=True if soft_margin else (False if margin is not None else None),
+        soft_margin=True if opt["soft_margin"] else (False if margin is not None else None),
     )
     overrides["progress"] = not state.quiet
     run_finetune(run.config(resolve_config, resume_config, overrides))

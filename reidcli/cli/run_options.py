@@ -10,17 +10,24 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import typer
 
-from reidcli.cli.common import default_help, option_group
+from reidcli.cli.common import recipe_options
 
-PANEL_DATA = "Data"
-PANEL_MODEL = "Model"
-PANEL_OPTIM = "Optimisation"
-PANEL_RUN = "Run"
+
+class Panel(StrEnum):
+    """The --help panels of `reid pretrain` and `reid finetune`."""
+
+    METHOD = "Method"
+    DATA = "Data"
+    MODEL = "Model"
+    OPTIM = "Optimisation"
+    USL = "Unsupervised (cluster contrast)"
+    RUN = "Run"
 
 C = TypeVar("C")
 
@@ -59,39 +66,26 @@ class RunArgs:
 
 def run_options(defaults: Mapping[str, object]) -> Callable[[Any], Any]:
     """The shared options, documented with the stage's `defaults` (stem, drop_path, workers,
-    seed, device)."""
-    return option_group("run", RunArgs, {
-        "stem": (str | None, typer.Option(
-            None, "--stem", help=default_help(defaults, "stem", "patch or ics (TransReID-SSL's "
-                                              "conv stem)"), rich_help_panel=PANEL_MODEL)),
-        "drop_path": (float | None, typer.Option(
-            None, "--drop-path", help=default_help(defaults, "drop_path", "Stochastic depth "
-                                                   "rate"), rich_help_panel=PANEL_MODEL)),
-        "allow_partial": (bool | None, typer.Option(
-            None, "--allow-partial/--no-allow-partial", help="Accept initial weights whose "
-            "shapes do not all fit.", rich_help_panel=PANEL_MODEL)),
-        "workers": (int | None, typer.Option(
-            None, "--workers", help=default_help(defaults, "workers", "DataLoader worker "
-                                                   "processes"), rich_help_panel=PANEL_DATA)),
-        "amp": (str | None, typer.Option(
-            None, "--amp", help="Mixed precision: auto, bf16, fp16 or off (default: auto = "
-            "fp16 on CUDA, off on CPU).", rich_help_panel=PANEL_OPTIM)),
-        "seed": (int | None, typer.Option(
-            None, "--seed", help=default_help(defaults, "seed", "Random seed"),
-            rich_help_panel=PANEL_OPTIM)),
-        "recipe": (Path | None, typer.Option(
-            None, "--recipe", help="TOML recipe (see recipes/); options given here override "
-            "it.", rich_help_panel=PANEL_RUN)),
-        "output": (Path | None, typer.Option(
-            None, "-o", "--output", help="Run directory (created).", rich_help_panel=PANEL_RUN)),
-        "resume": (bool, typer.Option(
-            False, "--resume", help="Continue the run in -o where it stopped (its "
-            "trainer state), with its own config.toml.", rich_help_panel=PANEL_RUN)),
-        "device": (str | None, typer.Option(
-            None, "--device", help=default_help(defaults, "device", "auto, cpu, cuda or cuda:N"),
-            rich_help_panel=PANEL_RUN)),
-        "tensorboard": (bool | None, typer.Option(
-            None, "--tensorboard/--no-tensorboard", help="Also write the per-epoch metrics to "
-            "RUN_DIR/tb for TensorBoard (pip install 'reidcli[tensorboard]').",
-            rich_help_panel=PANEL_RUN)),
-    })
+    seed, device); the command receives them as one `RunArgs`."""
+    return recipe_options(defaults, {
+        Panel.MODEL: {
+            "stem": (str, "patch or ics (TransReID-SSL's conv stem)"),
+            "drop_path": (float, "Stochastic depth rate"),
+            "allow_partial": (bool, "Accept initial weights whose shapes do not all fit."),
+        },
+        Panel.DATA: {"workers": (int, "DataLoader worker processes")},
+        Panel.OPTIM: {
+            "amp": (str, "Mixed precision: auto, bf16, fp16 or off (default: auto = fp16 on "
+                    "CUDA, off on CPU)."),
+            "seed": (int, "Random seed"),
+        },
+        Panel.RUN: {
+            "recipe": (Path, "TOML recipe (see recipes/); options given here override it."),
+            "output": (Path, "-o --output", "Run directory (created)."),
+            "resume": (bool, typer.Option(False, "--resume", help="Continue the run in -o where "
+                       "it stopped (its trainer state), with its own config.toml.")),
+            "device": (str, "auto, cpu, cuda or cuda:N"),
+            "tensorboard": (bool, "Also write the per-epoch metrics to RUN_DIR/tb for "
+                            "TensorBoard (pip install 'reidcli[tensorboard]')."),
+        },
+    }, target="run", build=RunArgs)

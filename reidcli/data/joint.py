@@ -23,11 +23,9 @@ from typing import Any
 import torch
 
 from reidcli.data.loading import parse_options
-from reidcli.data.records import ImageRecord, ReidDataset
+from reidcli.data.records import UNKNOWN_CAMERA, ImageRecord, ReidDataset
 from reidcli.data.registry import get_dataset_info
 from reidcli.errors import DatasetError
-
-UNKNOWN_CAMERA = -1
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 SPLITS = ("train", "query", "gallery")
+# camid of an image whose camera is not known (image folders without --cam-regex, a
+# dataset's cameras outside a jointly trained model's SIE table)
+UNKNOWN_CAMERA = -1
 
 
 @dataclass(frozen=True, slots=True)

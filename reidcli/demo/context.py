@@ -14,6 +14,7 @@ from rich.console import Console
 from reidcli.demo.command import Command
 from reidcli.demo.plan import DemoPlan
 from reidcli.demo.stamps import StampStore, digest
+from reidcli.utils.paths import Under
 
 
 @dataclass(frozen=True)
@@ -21,38 +22,15 @@ class WorkPaths:
     """Every path of a demo work directory."""
 
     root: Path
-
-    @property
-    def stamps(self) -> Path:
-        return self.root / ".stamps"
-
-    @property
-    def market(self) -> Path:
-        return self.root / "data" / "market"
-
-    @property
-    def second_world(self) -> Path:
-        return self.root / "data" / "second-world"
-
-    @property
-    def unlabeled(self) -> Path:
-        return self.root / "data" / "unlabeled"
-
-    @property
-    def recipe(self) -> Path:
-        return self.root / "recipes" / "pretrain.toml"
-
-    @property
-    def finetune_recipe(self) -> Path:
-        return self.root / "recipes" / "finetune.toml"
-
-    @property
-    def cfs_list(self) -> Path:
-        return self.root / "cfs" / "subset.txt"
-
-    @property
-    def cfs_work(self) -> Path:
-        return self.root / "cfs" / "work"
+    stamps = Under(".stamps")
+    market = Under("data", "market")
+    second_world = Under("data", "second-world")
+    unlabeled = Under("data", "unlabeled")
+    recipe = Under("recipes", "pretrain.toml")
+    finetune_recipe = Under("recipes", "finetune.toml")
+    cfs_list = Under("cfs", "subset.txt")
+    cfs_work = Under("cfs", "work")
+    picture = Under("ranks.png")
 
     def run(self, name: str) -> Path:
         return self.root / "runs" / name
@@ -62,10 +40,6 @@ class WorkPaths:
 
     def result(self, name: str) -> Path:
         return self.root / "results" / f"{name}.json"
-
-    @property
-    def picture(self) -> Path:
-        return self.root / "ranks.png"
 
 
 @dataclass

@@ -171,7 +171,30 @@ def pretrain(ctx: DemoContext, upstream: list[StageOutcome], recipe: str,
            .opt("--batch-size", "batch_size", p.pretrain_batch).opt("--seed", "seed", p.seed)
            .opt("--workers", "workers", ctx.workers).opt("--device", "device", ctx.device_option)
            .opt("-o", "output", str(run)))
-    resume_cmd = (Command("pretrain").opt("-o", "output", str(run)).switch("--resume", "resume")
+
+    def summary(result: Any) -> dict[str, Any]:
+        last = result.metrics[-1] if result.metrics else {}
+        return {"run": str(run), "iterations": result.iterations, "loss": last.get("loss")}
+
+    method = "DINO" + (", CFS subset" if subset is not None else ", all images")
+    return _training_stage(
+        ctx, "pretrain", f"4. self-supervised pre-training ({method})", cmd, cmd.values,
+        upstream, (recipe, ctx.paths.recipe), (resolve_config, resume_config, run_pretrain),
+        summary)
+
+
+def _training_stage(ctx: DemoContext, name: str, title: str, cmd: Command,
+                    values: dict[str, Any], upstream: list[StageOutcome], recipe: tuple[str, Path],
+                    library: tuple[Callable[..., Any], Callable[..., Any], Callable[[Any], Any]],
+                    summary: Callable[[Any], dict[str, Any]]) -> StageOutcome:
+    """A `reid pretrain` / `reid finetune` stage (the subcommand of `cmd`): `library` is the
+    stage's (resolve_config, resume_config, train), `recipe` the text and path of its recipe
+    file. A fresh run trains from the recipe + `values`; an interrupted one continues from
+    its checkpoint, as `reid STAGE -o RUN --resume` would."""
+    resolve_config, resume_config, train = library
+    recipe_text, recipe_path = recipe
+    run = Path(values["output"])
+    resume_cmd = (Command(cmd.argv[1]).opt("-o", "output", str(run)).switch("--resume", "resume")
                   .opt("--workers", "workers", ctx.workers)
                   .opt("--device", "device", ctx.device_option))
 
@@ -179,16 +202,12 @@ def pretrain(ctx: DemoContext, upstream: list[StageOutcome], recipe: str,
         if resume:
             cfg = resume_config(run, resume_cmd.values | {"progress": ctx.progress})
         else:
-            cfg = resolve_config(ctx.paths.recipe, cmd.values | {"progress": ctx.progress})
-        result = run_pretrain(cfg)
-        last = result.metrics[-1] if result.metrics else {}
-        return {"run": str(run), "iterations": result.iterations, "loss": last.get("loss")}
+            cfg = resolve_config(recipe_path, values | {"progress": ctx.progress})
+        return summary(train(cfg))
 
-    method = "DINO" + (", CFS subset" if subset is not None else ", all images")
-    return ctx.run_stage(
-        "pretrain", f"4. self-supervised pre-training ({method})", cmd,
-        {"after": [u.digest for u in upstream], "recipe": recipe}, [run], action,
-        resume_command=resume_cmd if RunDir(run).has_checkpoint() else None)
+    inputs = {"after": [u.digest for u in upstream], "recipe": recipe_text}
+    return ctx.run_stage(name, title, cmd, inputs, [run], action,
+                         resume_command=resume_cmd if RunDir(run).has_checkpoint() else None)
 
 
 def _finetune_command(ctx: DemoContext, data: str, pretrained: Path | None, lr: float,
@@ -219,6 +238,8 @@ def adapt(ctx: DemoContext, name: str, title: str, upstream: list[StageOutcome],
            .switch("--unsupervised", "unsupervised").opt("--eps", "eps", p.adapt_eps)
            .opt("--min-samples", "min_samples", p.adapt_min_samples).opt("--k1", "k1", p.adapt_k1)
            .opt("--iters", "iters", p.adapt_iters))
+    if p.adapt_camera_norm:
+        cmd.switch("--camera-norm", "camera_norm")
     return _train(ctx, name, title, upstream, cmd)
 
 
@@ -233,22 +254,10 @@ def _train(ctx: DemoContext, name: str, title: str, upstream: list[StageOutcome]
     cmd.opt("--seed", "seed", p.seed).opt("--workers", "workers", ctx.workers)
     cmd.opt("--device", "device", ctx.device_option).opt("-o", "output", str(run))
     values = cmd.values | {"ids_per_batch": p.batch[0], "images_per_id": p.batch[1]}
-    resume_cmd = (Command("finetune").opt("-o", None, str(run)).switch("--resume")
-                  .opt("--workers", "workers", ctx.workers)
-                  .opt("--device", "device", ctx.device_option))
-
-    def action(resume: bool) -> dict[str, Any]:
-        if resume:
-            cfg = resume_config(run, resume_cmd.values | {"progress": ctx.progress})
-        else:
-            cfg = resolve_config(ctx.paths.finetune_recipe, values | {"progress": ctx.progress})
-        result = run_finetune(cfg)
-        return {"run": str(run), "final": dict(result.final or {})}
-
-    return ctx.run_stage(
-        f"finetune_{name}", title, cmd, {"after": [u.digest for u in upstream], "recipe": recipe},
-        [run], action,
-        resume_command=resume_cmd if RunDir(run).has_checkpoint() else None)
+    return _training_stage(
+        ctx, f"finetune_{name}", title, cmd, values, upstream,
+        (recipe, ctx.paths.finetune_recipe), (resolve_config, resume_config, run_finetune),
+        lambda result: {"run": str(run), "final": dict(result.final or {})})
 
 
 def extract(ctx: DemoContext, name: str, upstream: StageOutcome, run: str | None = None,

@@ -21,6 +21,7 @@ from PIL import Image
 from reidcli.deploy.pixels import ImageLike, Resizer
 from reidcli.errors import ReidError
 from reidcli.inference.graph import DeployModule, GraphSpec
+from reidcli.utils.checks import at_least
 
 Ids = int | Sequence[int] | np.ndarray | None
 Backend = Callable[[np.ndarray, np.ndarray | None, np.ndarray | None], np.ndarray]
@@ -31,8 +32,7 @@ class Embedder:
 
     def __init__(self, backend: Backend, spec: GraphSpec, source: str,
                  batch_size: int = 64) -> None:
-        if batch_size < 1:
-            raise ReidError(f"batch_size must be at least 1, got {batch_size}")
+        at_least(1, ("batch_size", batch_size))
         self.backend = backend
         self.spec = spec
         self.source = source

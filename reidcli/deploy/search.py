@@ -25,6 +25,7 @@ from reidcli.retrieval.bank import Split, read_bank
 from reidcli.retrieval.pipeline import Retrieval
 from reidcli.retrieval.rerank import RerankParams
 from reidcli.runtime.files import file_sha256
+from reidcli.utils.checks import at_least
 from reidcli.utils.io import atomic_path, atomic_write_text, json_with_keys
 from reidcli.utils.outputs import Output, check_output, claim_output
 from reidcli.visualize.ranking import Match, MatchKind, RankedQuery
@@ -200,8 +201,7 @@ def _claims(opts: SearchOptions) -> list[Output]:
 
 def search(opts: SearchOptions) -> SearchResult:
     """Rank the gallery for every query; write the JSON and picture when asked."""
-    if opts.k < 1:
-        raise ReidError(f"-k must be at least 1, got {opts.k}")
+    at_least(1, ("-k", opts.k))
     claims = _claims(opts)
     for claim in claims:
         check_output(claim)

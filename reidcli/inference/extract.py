@@ -24,7 +24,7 @@ from reidcli.data import load_dataset
 from reidcli.data.joint import Source, shift_cameras
 from reidcli.data.joint import camera_offset as joint_camera_offset
 from reidcli.data.loading import parse_options
-from reidcli.data.records import ImageRecord
+from reidcli.data.records import UNKNOWN_CAMERA, ImageRecord
 from reidcli.data.roots import parse_spec, resolve_root
 from reidcli.errors import BankError, ReidError
 from reidcli.inference.backend import load_backend
@@ -39,9 +39,6 @@ from reidcli.utils.partial_h5 import partial_path, remove_partial
 from reidcli.utils.progress import stream_progress
 
 log = logging.getLogger(__name__)
-
-UNKNOWN_CAMERA = -1
-"""Camera id stored for images whose camera is not known (see `SideInfoEmbedding`)."""
 
 
 @dataclass

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from contextlib import AbstractContextManager, nullcontext
+from typing import Any
 
 import torch
 
 from reidcli.errors import ReidError
+from reidcli.utils.recipes import setting
 
 AMP_MODES = ("auto", "bf16", "fp16", "off")
 
@@ -42,6 +44,19 @@ def resolve_device(requested: str | torch.device | None = "auto",
             device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
     return device
+
+
+def amp_setting() -> Any:
+    """The `amp` field of a training stage's configuration ([train] table), declared once:
+    auto = fp16 with GradScaler on CUDA, off on CPU."""
+    return setting("auto", "train")
+
+
+def amp_problems(mode: str) -> list[str]:
+    """A stage configuration's complaint about its `amp` value (none when it is valid)."""
+    if mode in AMP_MODES:
+        return []
+    return [f"amp must be one of {', '.join(AMP_MODES)}, got {mode!r}"]
 
 
 def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:

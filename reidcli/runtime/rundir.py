@@ -24,7 +24,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -34,6 +34,7 @@ from reidcli.errors import TrainingError
 from reidcli.utils.diskerrors import check_free_space
 from reidcli.utils.io import atomic_torch_save, atomic_write_text, remove_orphans
 from reidcli.utils.outputs import Output
+from reidcli.utils.paths import Under
 from reidcli.utils.recipes import RecipeSchema
 
 C = TypeVar("C")
@@ -84,29 +85,12 @@ class RunDir:
             if self.root.is_dir() else 0
         check_free_space(self.trainer_path, 4 * parameters * copies - have)
 
-    @property
-    def config_path(self) -> Path:
-        return self.root / CONFIG
-
-    @property
-    def trainer_path(self) -> Path:
-        return self.root / TRAINER
-
-    @property
-    def metrics_path(self) -> Path:
-        return self.root / METRICS
-
-    @property
-    def log_path(self) -> Path:
-        return self.root / LOG
-
-    @property
-    def best_dir(self) -> Path:
-        return self.root / BEST
-
-    @property
-    def tensorboard_dir(self) -> Path:
-        return self.root / TENSORBOARD
+    config_path = Under(CONFIG)
+    trainer_path = Under(TRAINER)
+    metrics_path = Under(METRICS)
+    log_path = Under(LOG)
+    best_dir = Under(BEST)
+    tensorboard_dir = Under(TENSORBOARD)
 
     def has_checkpoint(self) -> bool:
         return self.trainer_path.is_file()
@@ -182,3 +166,24 @@ class RunDir:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
         new = "".join(f"{stamp} {line}\n" for line in lines)
         atomic_write_text(self.log_path, old + new)
+
+
+class RunSchema(RecipeSchema[C]):
+    """A stage's recipe schema that also reads back what its runs saved: one definition of
+    `load_run_config` and `resume_config` for every stage. `loaded` finishes a saved
+    configuration (e.g. makes its paths absolute)."""
+
+    def __init__(self, cls: type[C], tuple_types: dict[str, type],
+                 one_or_many: frozenset[str] = frozenset(),
+                 loaded: Callable[[C], C] | None = None) -> None:
+        super().__init__(cls, tuple_types, one_or_many)
+        self.loaded = loaded or (lambda cfg: cfg)
+
+    def load_run_config(self, run_dir: str | Path) -> C:
+        """The resolved configuration saved in a run directory (config.toml)."""
+        return self.loaded(RunDir(run_dir).saved_config(self))
+
+    def resume_config(self, run_dir: str | Path, overrides: dict[str, Any] | None = None) -> C:
+        """The saved configuration of `run_dir` with the options given again applied on top
+        (the stage checks that only runtime options changed)."""
+        return self.loaded(RunDir(run_dir).resume_config(self, overrides))

@@ -31,6 +31,7 @@ from reidcli.selection.score import (
     ProxyPair,
     ScoreOptions,
     ScoreResult,
+    ScoreSettings,
     SourceImages,
     score_images,
     score_paths,
@@ -51,7 +52,11 @@ SCORES_NAME = "scores.h5"
 
 
 @dataclass
-class CfsOptions:
+class CfsOptions(ScoreSettings):
+    """The stage's options; the scoring pass's own (`ScoreSettings`: batch size, workers,
+    device, AMP, checkpoint interval, progress) come from the base class. `overwrite` also
+    lets the list replace a file that `reid cfs-filter` did not write."""
+
     source: str
     output: Path
     """The list to write."""
@@ -69,13 +74,6 @@ class CfsOptions:
     """Dataset options of the source, `KEY=VALUE` (e.g. `duplicates=keep`)."""
     workdir: Path | None = None
     """Proxies, the proxy sample list and the default scores file; default LIST.work/."""
-    batch_size: int = 256
-    workers: int = 4
-    device: str = "auto"
-    amp: str = "auto"
-    checkpoint_every: int = 50
-    overwrite: bool = False
-    progress: bool = True
     check_sample: int = 256
     """Target images scored by the self-check (0: no check; it also needs `target`)."""
 
@@ -189,12 +187,8 @@ def cfs_filter(opts: CfsOptions) -> CfsResult | None:
             images, opts.target, opts.source_model, opts.target_model, opts.work, opts.proxy,
             opts.data_root, ctx,
         )
-        scoring = score_images(images, ScoreOptions(
-            source_model=source_run, target_model=target_run, output=opts.scores_path,
-            batch_size=opts.batch_size, workers=opts.workers, amp=opts.amp, device=opts.device,
-            checkpoint_every=opts.checkpoint_every, overwrite=opts.overwrite,
-            progress=opts.progress,
-        ), ctx)
+        scoring = score_images(
+            images, ScoreOptions.of(opts, source_run, target_run, opts.scores_path), ctx)
         if not ctx.is_main:
             return None
         scored = read_scores(opts.scores_path)

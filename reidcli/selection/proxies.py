@@ -24,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ from reidcli.errors import ReidError, TrainingError
 from reidcli.runtime import distributed as ddp
 from reidcli.runtime.rundir import RunDir
 from reidcli.selection.score import SourceImages
+from reidcli.utils.checks import at_least
 from reidcli.utils.io import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -86,12 +87,14 @@ class ProxySettings:
         return labelled
 
     def validate(self) -> None:
-        if self.epochs < 1:
-            raise ReidError(f"--proxy-epochs must be at least 1, got {self.epochs}")
-        if self.sample < 1:
-            raise ReidError(f"--proxy-sample must be at least 1, got {self.sample}")
-        if self.batch_size < 1:
-            raise ReidError(f"--proxy-batch-size must be at least 1, got {self.batch_size}")
+        at_least(1, ("--proxy-epochs", self.epochs), ("--proxy-sample", self.sample),
+                 ("--proxy-batch-size", self.batch_size))
+
+    def run_values(self, output: Path) -> dict[str, Any]:
+        """The settings both training stages take as they are, for a proxy run in `output`."""
+        return {"seed": self.seed, "workers": self.workers, "device": self.device,
+                "amp": self.amp, "progress": self.progress, "output": str(output),
+                "resume": RunDir(output).has_checkpoint()}
 
 
 REFERENCE_SIZE = (256, 128)
@@ -123,10 +126,6 @@ def write_sample(images: SourceImages, n: int, seed: int, path: Path) -> int:
              f"(seed {seed}) for the source proxy\n"
     atomic_write_text(path, header + "".join(images.relative[i] + "\n" for i in chosen.tolist()))
     return len(chosen)
-
-
-def _resuming(run: Path) -> bool:
-    return RunDir(run).has_checkpoint()
 
 
 def _fingerprint(cfg: Any) -> dict[str, Any]:
@@ -168,6 +167,22 @@ def _mark_finished(run: Path, cfg: Any, ctx: ddp.DistContext) -> None:
     ddp.barrier(ctx)
 
 
+def _train_once(output: Path, cfg: Any, train: Callable[[Any], object],
+                ctx: ddp.DistContext) -> Path:
+    """Train the proxy run `cfg` into `output`, unless it is finished there (same settings)."""
+    if _finished(output, cfg):
+        return output
+    if cfg.resume:
+        log.info("continuing the proxy run in %s", output)
+    try:
+        train(cfg)
+    except TrainingError as err:
+        raise TrainingError(f"{err}\n(the proxy in {output} was trained with other settings: "
+                            f"remove it or choose another --workdir)") from err
+    _mark_finished(output, cfg, ctx)
+    return output
+
+
 def _pretrain(settings: ProxySettings, data: str, data_root: str | None, output: Path,
               batch: int, subset: Path | None, init: str | None, ctx: ddp.DistContext) -> Path:
     from reidcli.ssl import pretrain
@@ -179,23 +194,11 @@ def _pretrain(settings: ProxySettings, data: str, data_root: str | None, output:
         "init": init, "method": settings.method, "backbone": settings.backbone,
         "global_size": (h, w), "local_size": (max(h // 2, 16), max(w // 2, 16)),
         "epochs": settings.epochs, "warmup_epochs": settings.epochs // 10,
-        "batch_size": batch, "seed": settings.seed, "workers": settings.workers,
-        "device": settings.device, "amp": settings.amp, "progress": settings.progress,
-        "output": str(output), "resume": _resuming(output),
+        "batch_size": batch, **settings.run_values(output),
     }
     overrides |= settings.pretrain_overrides
     cfg = resolve_config(settings.recipe, {k: v for k, v in overrides.items() if v is not None})
-    if _finished(output, cfg):
-        return output
-    if cfg.resume:
-        log.info("continuing the proxy run in %s", output)
-    try:
-        pretrain(cfg)
-    except TrainingError as err:
-        raise TrainingError(f"{err}\n(the proxy in {output} was trained with other settings: "
-                            f"remove it or choose another --workdir)") from err
-    _mark_finished(output, cfg, ctx)
-    return output
+    return _train_once(output, cfg, pretrain, ctx)
 
 
 def crop_padding(size: Sequence[int]) -> int:
@@ -216,24 +219,14 @@ def _finetune(settings: ProxySettings, target: str, data_root: str | None, outpu
 
     src = read_config(source_run)
     values: dict[str, Any] = {
-        "data": target, "data_root": data_root, "output": str(output),
+        "data": target, "data_root": data_root,
         "pretrained": str(source_run), "padding": crop_padding(src.img_size),
         **stage_values(FinetuneConfig, src, KEPT_FROM_SOURCE),
         "epochs": settings.epochs, "warmup_epochs": min(5, settings.epochs // 5),
-        "seed": settings.seed, "workers": settings.workers, "device": settings.device,
-        "amp": settings.amp, "progress": settings.progress, "resume": _resuming(output),
+        **settings.run_values(output),
     }
     values |= settings.finetune_overrides
-    cfg = FinetuneConfig(**values)
-    if _finished(output, cfg):
-        return output
-    try:
-        finetune(cfg)
-    except TrainingError as err:
-        raise TrainingError(f"{err}\n(the proxy in {output} was trained with other settings: "
-                            f"remove it or choose another --workdir)") from err
-    _mark_finished(output, cfg, ctx)
-    return output
+    return _train_once(output, FinetuneConfig(**values), finetune, ctx)
 
 
 def train_source_proxy(images: SourceImages, settings: ProxySettings, workdir: Path,

@@ -11,6 +11,7 @@ and rank 0 concatenates them in rank order: the result equals a single-process r
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import time
@@ -47,11 +48,10 @@ UNKNOWN = -1
 """Camera / view id for source images: unknown, so SIE proxies use their mean embedding."""
 
 
-@dataclass
-class ScoreOptions:
-    source_model: Path
-    target_model: Path
-    output: Path
+@dataclass(kw_only=True)
+class ScoreSettings:
+    """How a scoring pass runs, whatever it scores with (`CfsOptions` carries them too)."""
+
     batch_size: int = 256
     workers: int = 4
     amp: str = "auto"
@@ -59,6 +59,21 @@ class ScoreOptions:
     checkpoint_every: int = 50
     overwrite: bool = False
     progress: bool = True
+
+
+@dataclass
+class ScoreOptions(ScoreSettings):
+    source_model: Path
+    target_model: Path
+    output: Path
+
+    @classmethod
+    def of(cls, settings: ScoreSettings, source_model: Path, target_model: Path,
+           output: Path) -> ScoreOptions:
+        """`settings` (any `ScoreSettings`, e.g. the stage's options) for these models."""
+        shared = {f.name: getattr(settings, f.name) for f in dataclasses.fields(ScoreSettings)}
+        return cls(source_model=source_model, target_model=target_model, output=output,
+                   **shared)
 
 
 @dataclass

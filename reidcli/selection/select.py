@@ -17,6 +17,7 @@ import numpy as np
 
 from reidcli.data.parsers.luperson import kept_count
 from reidcli.errors import ReidError
+from reidcli.utils.checks import at_least
 from reidcli.utils.io import atomic_path
 
 _WRITE_BLOCK = 65536
@@ -46,8 +47,7 @@ def count_to_keep(total: int, keep: float | None = None, keep_count: int | None 
                             f"got {keep}")
         return kept_count(total, keep, None)
     assert keep_count is not None
-    if keep_count < 1:
-        raise ReidError(f"--keep-count must be at least 1, got {keep_count}")
+    at_least(1, ("--keep-count", keep_count))
     if keep_count > total:
         raise ReidError(f"--keep-count {keep_count} is more than the {total} source images; "
                         f"use --keep 1 to keep them all")

@@ -15,15 +15,13 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 from reidcli.errors import UsageError
 from reidcli.models.config import model_setting
-from reidcli.runtime.device import AMP_MODES
-from reidcli.runtime.rundir import RunDir
+from reidcli.runtime.device import amp_problems, amp_setting
+from reidcli.runtime.rundir import RunSchema
 from reidcli.ssl.augment import CropSpec
-from reidcli.utils.recipes import RecipeSchema, setting
+from reidcli.utils.recipes import setting
 
 METHODS = ("dino", "dino-mim", "pass")
 _CROP = CropSpec()
@@ -105,16 +103,19 @@ class PretrainConfig:
     lr: float = setting(5e-4, "optim")
     """Peak learning rate for a batch of 256; scaled linearly with batch_size."""
     min_lr: float = setting(1e-6, "optim")
+    """Learning rate at the end of the cosine that follows the warm-up."""
     warmup_epochs: int = setting(10, "optim")
     weight_decay: float = setting(0.04, "optim")
+    """Weight decay at the start, cosine to `weight_decay_end` (weights only, not biases)."""
     weight_decay_end: float = setting(0.4, "optim")
     momentum_teacher: float = setting(0.996, "optim")
+    """Teacher EMA momentum at the start, cosine to 1 at the end."""
     clip_grad: float = setting(3.0, "optim")
     """Per-parameter gradient-norm clip; 0 disables."""
     freeze_last_layer: int = setting(1, "optim")
     """Epochs during which the heads' last layers are not updated."""
     # [train]
-    amp: str = setting("auto", "train")
+    amp: str = amp_setting()
     """auto = fp16 with GradScaler on CUDA, off on CPU."""
     seed: int = setting(0, "train")
     workers: int = setting(8, "train", runtime=True)
@@ -166,16 +167,10 @@ class PretrainConfig:
         if self.method not in METHODS:
             problems.append(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
         problems += backbone_problems(self.backbone, self.method)
-        if self.amp not in AMP_MODES:
-            problems.append(f"amp must be one of {', '.join(AMP_MODES)}, got {self.amp!r}")
-        if self.epochs < 1:
-            problems.append(f"epochs must be >= 1, got {self.epochs}")
+        problems += amp_problems(self.amp)
+        problems += SCHEMA.schedule_problems(self)
         if self.batch_size < 1:
             problems.append(f"batch_size must be >= 1, got {self.batch_size}")
-        if not 0 <= self.warmup_epochs <= self.epochs:
-            problems.append(f"warmup_epochs must be in [0, epochs], got {self.warmup_epochs}")
-        if self.lr <= 0:
-            problems.append(f"lr must be positive, got {self.lr}")
         if self.keep is not None and not 0 < self.keep <= 1:
             problems.append(f"keep must be a fraction in (0, 1], got {self.keep}")
         if self.method == "pass" and (self.parts < 1 or self.part_crops < 1):
@@ -235,7 +230,7 @@ def backbone_problems(backbone: str, method: str) -> list[str]:
     return []
 
 
-SCHEMA = RecipeSchema(PretrainConfig, {
+SCHEMA = RunSchema(PretrainConfig, {
     "global_size": int, "local_size": int, "global_scale": float, "local_scale": float,
     "crop_aspect": float, "mean": float, "std": float, "mask_ratio": float,
     "colour_jitter": float, "blur_sigma": float, "data_options": str,
@@ -243,21 +238,8 @@ SCHEMA = RecipeSchema(PretrainConfig, {
 FIELDS = SCHEMA.fields
 
 
-# The recipe machinery is shared (reidcli.utils.recipes); these names are this stage's API.
-runtime_fields = SCHEMA.runtime_fields
-load_recipe = SCHEMA.load_recipe
-resolve_config = SCHEMA.resolve
-"""defaults < recipe < overrides (only the options the user actually set)."""
-config_to_toml = SCHEMA.to_toml
-config_differences = SCHEMA.differences
-
-
-def load_run_config(run_dir: str | Path) -> PretrainConfig:
-    """The resolved configuration saved in a pre-training run directory."""
-    return RunDir(run_dir).saved_config(SCHEMA)
-
-
-def resume_config(run_dir: str | Path, overrides: dict[str, Any] | None = None) -> PretrainConfig:
-    """The saved configuration of `run_dir` with the options given again applied on top
-    (`pretrain` checks that only runtime options changed)."""
-    return RunDir(run_dir).resume_config(SCHEMA, overrides)
+# The shared machinery (reidcli.utils.recipes, reidcli.runtime.rundir) under this stage's names.
+runtime_fields, load_recipe, resolve_config, config_to_toml, config_differences = (
+    SCHEMA.runtime_fields, SCHEMA.load_recipe, SCHEMA.resolve, SCHEMA.to_toml, SCHEMA.differences
+)
+load_run_config, resume_config = SCHEMA.load_run_config, SCHEMA.resume_config

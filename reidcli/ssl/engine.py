@@ -18,15 +18,14 @@ also keeps the epoch's running metric sums, so the resumed epoch's record is the
 from __future__ import annotations
 
 import logging
-import resource
-import time
+import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from reidcli.data import load_dataset
@@ -37,6 +36,14 @@ from reidcli.runtime import distributed as du
 from reidcli.runtime.device import amp_dtype, autocast, device_type, resolve_device
 from reidcli.runtime.rundir import RunDir, run_output
 from reidcli.runtime.tensorboard import metrics_sink, require_tensorboard
+from reidcli.runtime.training import (
+    EpochMeter,
+    NonFiniteGuard,
+    backward_step,
+    make_scaler,
+    peak_memory_mb,
+    wrap_ddp,
+)
 from reidcli.ssl.augment import CropSpec, MultiCrop, PartCrop
 from reidcli.ssl.checkpoint import (
     TrainingState,
@@ -63,7 +70,7 @@ from reidcli.ssl.masking import MaskSpec
 from reidcli.ssl.monitor import CollapseMonitor, PretrainProgress
 from reidcli.ssl.network import SSLNetwork, token_grid
 from reidcli.ssl.objective import Objective
-from reidcli.ssl.schedules import Schedules, build_schedules
+from reidcli.ssl.schedules import Schedules, schedules_for
 from reidcli.utils.faults import crash_point
 from reidcli.utils.outputs import claim_output, spec_path
 
@@ -152,25 +159,47 @@ def clip_per_parameter(model: nn.Module, clip: float) -> None:
             p.grad.mul_(torch.clamp(clip / (norm + 1e-6), max=1.0))
 
 
-def _peak_memory_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 class _Pretrainer:
     def __init__(self, cfg: PretrainConfig, ctx: du.DistContext, device: torch.device) -> None:
         self.cfg, self.ctx, self.device = cfg, ctx, device
         self.run = RunDir(cfg.output)
         self.amp = amp_dtype(cfg.amp, device)
-
+        # The builders' order keeps the random streams (the weights' initialisation) of
+        # every earlier version.
         torch.manual_seed(cfg.seed)
+        self._build_data()
+        student, teacher = self._build_model()
+        self._build_loader(student)
+        self._build_optimizer(student, teacher)
+        self.monitor = CollapseMonitor()
+        self.metrics: list[dict[str, Any]] = []
+        # The running sums of the epoch a resume lands in the middle of (from trainer.pt).
+        self._carry: dict[str, Any] | None = None
+
+    # -- builders --------------------------------------------------------------------------
+    def _build_data(self) -> None:
+        """The image paths and each rank's share of every epoch's shuffled batches."""
+        cfg, ctx = self.cfg, self.ctx
         self.paths = load_paths(cfg)
         self.sampler = EpochBatchSampler(
             len(self.paths), cfg.batch_size, cfg.seed, ctx.rank, ctx.world_size
         )
         self.iters_per_epoch = self.sampler.batches_per_epoch
-        student, teacher = build_networks(cfg)
+
+    def _build_model(self) -> tuple[SSLNetwork, SSLNetwork]:
+        """Student and teacher on the device; `student` is what the loop calls (DDP)."""
+        student, teacher = build_networks(self.cfg)
+        # As DINO: BatchNorms (ICS stem) see the global batch under DDP, teacher's too
+        # (converted together: one warning on CPU processes, not two).
+        pair = du.sync_batchnorm(nn.ModuleList([student, teacher]), self.ctx, self.device)
+        pair = pair.to(self.device)
+        self.student_net = pair[0]
+        self.student = wrap_ddp(self.student_net, self.ctx, self.device)
+        return pair[0], pair[1]
+
+    def _build_loader(self, student: SSLNetwork) -> None:
+        """Multi-crop views (and dino-mim's masks) of the sampler's batches."""
+        cfg = self.cfg
         masking = None
         if cfg.method == "dino-mim":
             grid = token_grid(student.backbone, tuple(cfg.global_size))
@@ -182,52 +211,24 @@ class _Pretrainer:
             batch_sampler=self.sampler,
             num_workers=cfg.workers,
             collate_fn=collate_views,
-            pin_memory=device.type == "cuda",
+            pin_memory=self.device.type == "cuda",
         )
 
-        # As DINO: BatchNorms (ICS stem) see the global batch under DDP, teacher's too
-        # (converted together: one warning on CPU processes, not two).
-        pair = du.sync_batchnorm(nn.ModuleList([student, teacher]), ctx, device).to(device)
-        student, teacher = pair[0], pair[1]
-        self.student_net = student
-        self.student: nn.Module = student
-        if ctx.enabled:
-            self.student = DistributedDataParallel(
-                student, device_ids=[device.index] if device.type == "cuda" else None
-            )
+    def _build_optimizer(self, student: SSLNetwork, teacher: SSLNetwork) -> None:
+        """Objective (its centres), AdamW, the gradient scaler and every per-iteration
+        schedule; `state` holds what trainer.pt saves."""
+        cfg = self.cfg
         assert cfg.out_dim is not None
         objective = Objective(
-            cfg.method,
-            cfg.out_dim,
-            parts=cfg.parts,
-            student_temp=cfg.student_temp,
-            center_momentum=cfg.center_momentum,
-            lambda_cls=cfg.lambda_cls,
+            cfg.method, cfg.out_dim, parts=cfg.parts, student_temp=cfg.student_temp,
+            center_momentum=cfg.center_momentum, lambda_cls=cfg.lambda_cls,
             lambda_mim=cfg.lambda_mim,
-        ).to(device)
+        ).to(self.device)
         optimizer = torch.optim.AdamW(param_groups(student))
-        scaler = torch.amp.GradScaler(device.type, enabled=self.amp is torch.float16)
+        scaler = make_scaler(self.amp, self.device)
         self.state = TrainingState(student, teacher, objective, optimizer, scaler)
-        self.schedules: Schedules = build_schedules(
-            lr=cfg.lr * cfg.batch_size / 256,
-            min_lr=cfg.min_lr,
-            warmup_epochs=cfg.warmup_epochs,
-            weight_decay=cfg.weight_decay,
-            weight_decay_end=cfg.weight_decay_end,
-            momentum_teacher=cfg.momentum_teacher,
-            epochs=cfg.epochs,
-            iters_per_epoch=self.iters_per_epoch,
-            warmup_teacher_temp=cfg.warmup_teacher_temp,
-            teacher_temp=cfg.teacher_temp,
-            warmup_teacher_temp_epochs=cfg.warmup_teacher_temp_epochs,
-            warmup_patch_temp=cfg.warmup_patch_temp,
-            patch_temp=cfg.patch_temp,
-            warmup_patch_temp_epochs=cfg.warmup_patch_temp_epochs,
-        )
-        self.monitor = CollapseMonitor()
-        self.metrics: list[dict[str, Any]] = []
-        # The running sums of the epoch a resume lands in the middle of (from trainer.pt).
-        self._carry: dict[str, Any] | None = None
+        self.schedules: Schedules = schedules_for(cfg, self.iters_per_epoch)
+        self.guard = NonFiniteGuard(self.run.root, hint="a longer warm-up")
 
     # -- set-up ----------------------------------------------------------------------------
     def start(self) -> int:
@@ -278,26 +279,29 @@ class _Pretrainer:
                 t_out = st.teacher(views[:2])
             s_out = self.student(views, masks)
         loss, terms, t_probs = st.objective(s_out, t_out, masks, t_temp, p_temp)
-        if not torch.isfinite(loss):
-            raise TrainingError(
-                f"loss is {float(loss.detach())} at iteration {it} (epoch {epoch}); stopping. "
-                f"Try a lower --lr, a longer warm-up, --amp bf16/off, or resume from the last "
-                f"checkpoint in {self.run.root}"
-            )
-
-        st.optimizer.zero_grad(set_to_none=True)
-        st.scaler.scale(loss).backward()
-        st.scaler.unscale_(st.optimizer)
-        if cfg.clip_grad > 0:
-            clip_per_parameter(self.student_net, cfg.clip_grad)
-        if epoch < cfg.freeze_last_layer:
-            for p in self.student_net.last_layer_parameters():
-                p.grad = None
-        st.scaler.step(st.optimizer)
-        st.scaler.update()
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            self.guard.check(value, f"epoch {epoch}, iteration {it}",
+                             "the last checkpoint" if self.run.has_checkpoint() else None,
+                             {k: float(v) for k, v in terms.items()})
+        backward_step(loss, st.optimizer, st.scaler, self._adjust_gradients(epoch))
         ema_update(st.teacher, self.student_net, float(s.momentum[it]))
         self.monitor.update(t_probs)
-        return {"loss": float(loss.detach())} | {k: float(v) for k, v in terms.items()}
+        return {"loss": value} | {k: float(v) for k, v in terms.items()}
+
+    def _adjust_gradients(self, epoch: int) -> Callable[[], None]:
+        """DINO's gradient surgery on the unscaled gradients: per-parameter clipping, and no
+        update of the heads' last layers during the first `freeze_last_layer` epochs."""
+        cfg = self.cfg
+
+        def adjust() -> None:
+            if cfg.clip_grad > 0:
+                clip_per_parameter(self.student_net, cfg.clip_grad)
+            if epoch < cfg.freeze_last_layer:
+                for p in self.student_net.last_layer_parameters():
+                    p.grad = None
+
+        return adjust
 
     # -- the loop --------------------------------------------------------------------------
     def fit(self) -> PretrainResult:
@@ -324,11 +328,9 @@ class _Pretrainer:
         du.barrier(self.ctx)
         return PretrainResult(self.run.root, it, start_it, self.metrics)
 
-    def _stats(self, sums: dict[str, float], steps: int, images: int,
-               seconds: float) -> dict[str, Any]:
+    def _stats(self, meter: EpochMeter, elapsed: float | None = None) -> dict[str, Any]:
         """An unfinished epoch's running sums, as trainer.pt keeps them."""
-        return {"sums": dict(sums), "steps": steps, "images": images, "seconds": seconds,
-                "monitor": self.monitor.state_dict()}
+        return meter.state(elapsed) | {"monitor": self.monitor.state_dict()}
 
     def _epoch(
         self, epoch: int, it: int, skip: int, stop: int, progress: PretrainProgress
@@ -340,42 +342,29 @@ class _Pretrainer:
         progress.start_epoch(epoch, self.iters_per_epoch, skip)
         carry, self._carry = self._carry, None
         exact = skip == 0 or (carry is not None and carry["steps"] == skip)
+        meter = EpochMeter(self.ctx.world_size, carry=carry if skip and exact else None)
         if skip and exact:
             assert carry is not None
             self.monitor.load_state_dict(carry["monitor"], self.device)
-            sums: dict[str, float] = dict(carry["sums"])
-            steps, images = int(carry["steps"]), int(carry["images"])
-            t0 = time.perf_counter() - float(carry["seconds"])
-        else:
-            sums, steps, images, t0 = {}, 0, 0, time.perf_counter()
         end = (epoch + 1) * self.iters_per_epoch
-        # Time blocked on the loader (each step ends in a host sync: the loss value).
-        waited, ready = 0.0, time.perf_counter()
-        for views, masks in self.loader:
-            waited += time.perf_counter() - ready
+        for views, masks in meter.batches(self.loader):
             terms = self.step(it, epoch, views, masks)
             it += 1
-            steps += 1
-            images += views[0].shape[0] * self.ctx.world_size
-            for k, v in terms.items():
-                sums[k] = sums.get(k, 0.0) + v
-            ips = images / max(time.perf_counter() - t0, 1e-9)
+            meter.add(terms, views[0].shape[0])
             # With a single loss term ("cls") the total says it all.
             shown = terms if len(terms) > 2 else {"loss": terms["loss"]}
             progress.step(
-                shown,
-                float(s.lr[it - 1]), float(s.momentum[it - 1]), float(s.teacher_temp[epoch]), ips,
+                shown, float(s.lr[it - 1]), float(s.momentum[it - 1]),
+                float(s.teacher_temp[epoch]), meter.images_per_s(),
             )
             # The epoch's own end (or the stop) commits below, with the epoch record.
             if (cfg.checkpoint_every and it % cfg.checkpoint_every == 0 and it < min(end, stop)
                     and self.ctx.is_main):
-                save_trainer(self.run, self.state, it, epoch,
-                             self._stats(sums, steps, images, time.perf_counter() - t0))
+                save_trainer(self.run, self.state, it, epoch, self._stats(meter))
             crash_point("train.step", "pretrain")
             if it >= stop:
                 break
-            ready = time.perf_counter()
-        elapsed = time.perf_counter() - t0
+        elapsed = meter.elapsed()
         finished = it == end
         if not self.ctx.is_main:
             return it
@@ -387,18 +376,18 @@ class _Pretrainer:
             "wd": float(s.wd[it - 1]),
             "momentum": float(s.momentum[it - 1]),
             "teacher_temp": float(s.teacher_temp[epoch]),
-            "images_per_s": images / max(elapsed, 1e-9),
+            "images_per_s": meter.images_per_s(elapsed),
             "epoch_time_s": elapsed,
-            "loader_wait_s": waited,
-            "peak_memory_mb": _peak_memory_mb(self.device),
+            "loader_wait_s": meter.waited,
+            "peak_memory_mb": peak_memory_mb(self.device),
         }
         if not exact:
             # A checkpoint of a version that did not keep the sums: the averages cover only
             # the iterations after the resume.
-            record["averaged_from_iteration"] = it - steps
+            record["averaged_from_iteration"] = it - meter.steps
         if cfg.method == "dino-mim":
             record["patch_temp"] = float(s.patch_temp[epoch])
-        record |= {f"loss_{k}" if k != "loss" else k: v / max(steps, 1) for k, v in sums.items()}
+        record |= {f"loss_{k}" if k != "loss" else k: meter.mean(k) for k in meter.sums}
         center = self.state.objective.cls_center
         record |= self.monitor.summary(center)
         problem = CollapseMonitor.collapsed(record)
@@ -411,7 +400,7 @@ class _Pretrainer:
         if finished and cfg.export_every and (epoch + 1) % cfg.export_every == 0:
             export_teacher(self.run.root, self.state.teacher, cfg)
         save_trainer(self.run, self.state, it, epoch,
-                     None if finished else self._stats(sums, steps, images, elapsed))
+                     None if finished else self._stats(meter, elapsed))
         progress.end_epoch(f"loss {record['loss']:.3f}")
         return it
 

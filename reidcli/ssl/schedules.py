@@ -8,7 +8,9 @@ would have read.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -96,3 +98,12 @@ def build_schedules(
             warmup_patch_temp, patch_temp, warmup_patch_temp_epochs, epochs
         ),
     )
+
+
+def schedules_for(cfg: Any, iters_per_epoch: int) -> Schedules:
+    """A run's schedules: every setting of `build_schedules` is the configuration's field of
+    the same name, but the peak lr, given for a batch of 256 and scaled linearly with the
+    batch size (as DINO)."""
+    names = inspect.signature(build_schedules).parameters.keys() - {"lr", "iters_per_epoch"}
+    return build_schedules(lr=cfg.lr * cfg.batch_size / 256, iters_per_epoch=iters_per_epoch,
+                           **{name: getattr(cfg, name) for name in names})

@@ -17,6 +17,7 @@ directory, checkpoints, AMP, DDP, evaluation, the final model) is the supervised
 
 from __future__ import annotations
 
+import logging
 import resource
 import time
 from typing import Any
@@ -26,7 +27,6 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader
 
 from reidcli.data.records import ImageRecord
 from reidcli.errors import ReidError
@@ -35,8 +35,15 @@ from reidcli.training.engine import _Trainer
 from reidcli.training.evaluation import extract, make_eval_loader
 from reidcli.training.losses import LossParts
 from reidcli.unsupervised.memory import ClusterMemory
-from reidcli.unsupervised.pseudo_labels import ClusterParams, label_agreement, pseudo_labels
+from reidcli.unsupervised.pseudo_labels import (
+    ClusterParams,
+    camera_centred,
+    label_agreement,
+    pseudo_labels,
+)
 from reidcli.unsupervised.sampling import FixedIterations
+
+log = logging.getLogger(__name__)
 
 
 class TrainFeature(nn.Module):
@@ -103,6 +110,8 @@ class ClusterContrastTrainer(_Trainer):
         """Rank 0's clustering (labels and what is reported about them)."""
         cfg = self.cfg
         params = ClusterParams(cfg.eps, cfg.min_samples, cfg.k1, cfg.k2)
+        if cfg.camera_norm:
+            features = camera_centred(features, self._cameras())
         result = pseudo_labels(features, params, device=self.device)
         stats: dict[str, Any] = {
             "clusters": result.num_clusters,
@@ -115,6 +124,15 @@ class ClusterContrastTrainer(_Trainer):
         if (truth >= 0).any():  # for the report only; training never sees these
             stats.update(label_agreement(result.labels, truth))
         return {"labels": result.labels, "stats": stats}
+
+    def _cameras(self) -> np.ndarray:
+        cams = np.array([r.camid for r in self.dataset.train], dtype=np.int64)
+        if len(np.unique(cams[cams >= 0])) < 2 and not getattr(self, "_camera_warned", False):
+            self._camera_warned = True
+            log.warning("--camera-norm: %s's train split has fewer than two known cameras, so "
+                        "nothing is aligned (give cameras with --cam-regex for image folders)",
+                        self.dataset.name)
+        return cams
 
     def _prepare_epoch(self, epoch: int) -> dict[str, Any]:
         cfg, ctx = self.cfg, self.ctx
@@ -143,17 +161,9 @@ class ClusterContrastTrainer(_Trainer):
             labels.tolist(), p=cfg.ids_per_batch, k=cfg.images_per_id, iters=cfg.iters,
             seed=cfg.seed, rank=ctx.rank, world_size=ctx.world_size,
         )
-        from reidcli.data.torch_dataset import ReidImageDataset
-
         records = [ImageRecord(r.path, int(y), r.camid, r.viewid)
                    for r, y in zip(self.dataset.train, labels, strict=True)]
-        self.train_loader = DataLoader(
-            ReidImageDataset(records, self.train_tf),
-            batch_sampler=self.sampler,
-            num_workers=cfg.workers,
-            pin_memory=self.device.type == "cuda",
-            generator=self.loader_gen,
-        )
+        self.train_loader = self._train_loader(records, self.sampler)
         return {**stats, "extract_time_s": extract_s}
 
     def _train_epoch(self, epoch: int, progress: Any) -> dict[str, float]:

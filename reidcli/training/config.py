@@ -13,16 +13,13 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 from reidcli.errors import UsageError
-from reidcli.models.config import model_setting
-from reidcli.runtime.device import AMP_MODES
-from reidcli.runtime.rundir import RunDir
-from reidcli.utils.recipes import RecipeSchema, setting
+from reidcli.models.config import NECK_FEATS, model_setting
+from reidcli.runtime.device import amp_problems, amp_setting
+from reidcli.runtime.rundir import RunSchema
+from reidcli.utils.recipes import setting
 
-NECK_FEATS = ("before", "after")
 OPTIMIZER_NAMES = ("sgd", "adam", "adamw")
 LR_SCHEDULES = ("cosine", "step")
 
@@ -110,7 +107,7 @@ class FinetuneConfig:
     # [train]
     ids_per_batch: int = setting(16, "train")
     images_per_id: int = setting(4, "train")
-    amp: str = setting("auto", "train")
+    amp: str = amp_setting()
     """auto = fp16 with GradScaler on CUDA (the reference), off on CPU."""
     sync_bn: bool = setting(False, "train")
     """Under DDP on GPUs, BatchNorm layers (BNNeck, ResNet, ICS stem) use the statistics of
@@ -142,6 +139,8 @@ class FinetuneConfig:
     """hard (toward the batch's least similar instance per cluster) or mean (every instance)."""
     iters: int = setting(200, "unsupervised")
     """Optimiser steps per epoch (P x K batches over the pseudo labels)."""
+    camera_norm: bool = setting(False, "unsupervised")
+    """Cluster features minus their camera's mean (camera-aware); off = the reference."""
     # not saved: where the run goes and whether to continue it
     output: str = setting("", "run", runtime=True)
     resume: bool = setting(False, "run", runtime=True)
@@ -198,8 +197,7 @@ class FinetuneConfig:
                 problems.append(f"{name} names a dataset twice: {list(specs)!r}")
         if not self.output:
             problems.append("no run directory given (-o/--output RUN_DIR)")
-        if self.amp not in AMP_MODES:
-            problems.append(f"amp must be one of {', '.join(AMP_MODES)}, got {self.amp!r}")
+        problems += amp_problems(self.amp)
         if self.optimizer.lower() not in OPTIMIZER_NAMES:
             problems.append(
                 f"optimizer must be one of {', '.join(OPTIMIZER_NAMES)}, got {self.optimizer!r}"
@@ -221,12 +219,7 @@ class FinetuneConfig:
             )
         if self.neck_feat not in NECK_FEATS:
             problems.append(f"neck_feat must be before or after, got {self.neck_feat!r}")
-        if self.epochs < 1:
-            problems.append(f"epochs must be >= 1, got {self.epochs}")
-        if not 0 <= self.warmup_epochs <= self.epochs:
-            problems.append(f"warmup_epochs must be in [0, epochs], got {self.warmup_epochs}")
-        if self.lr <= 0:
-            problems.append(f"lr must be positive, got {self.lr}")
+        problems += SCHEMA.schedule_problems(self)
         if self.ids_per_batch < 2:
             problems.append("ids_per_batch must be >= 2 (the triplet loss needs negatives)")
         if self.images_per_id < 1:
@@ -265,28 +258,16 @@ class FinetuneConfig:
         return problems
 
 
-SCHEMA = RecipeSchema(
+SCHEMA = RunSchema(
     FinetuneConfig, {"size": int, "mean": float, "std": float, "lr_steps": int,
                      "data_options": str, "data": str, "eval_data": str},
-    one_or_many=frozenset({"data", "eval_data"}),
+    one_or_many=frozenset({"data", "eval_data"}), loaded=FinetuneConfig.with_absolute_paths,
 )
 FIELDS = SCHEMA.fields
 
 
-# The recipe machinery is shared (reidcli.utils.recipes); these names are this stage's API.
-runtime_fields = SCHEMA.runtime_fields
-load_recipe = SCHEMA.load_recipe
-resolve_config = SCHEMA.resolve
-"""defaults < recipe < overrides (only the options the user actually set)."""
-config_to_toml = SCHEMA.to_toml
-config_differences = SCHEMA.differences
-
-
-def load_run_config(run_dir: str | Path) -> FinetuneConfig:
-    """The resolved configuration saved in a run directory (for `--resume`)."""
-    return RunDir(run_dir).saved_config(SCHEMA).with_absolute_paths()
-
-
-def resume_config(run_dir: str | Path, overrides: dict[str, Any] | None = None) -> FinetuneConfig:
-    """The saved configuration of `run_dir` with the options given again applied on top."""
-    return RunDir(run_dir).resume_config(SCHEMA, overrides).with_absolute_paths()
+# The shared machinery (reidcli.utils.recipes, reidcli.runtime.rundir) under this stage's names.
+runtime_fields, load_recipe, resolve_config, config_to_toml, config_differences = (
+    SCHEMA.runtime_fields, SCHEMA.load_recipe, SCHEMA.resolve, SCHEMA.to_toml, SCHEMA.differences
+)
+load_run_config, resume_config = SCHEMA.load_run_config, SCHEMA.resume_config

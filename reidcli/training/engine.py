@@ -16,13 +16,11 @@ from __future__ import annotations
 
 import bisect
 import logging
-import math
 import time
 from typing import Any
 
 import torch
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from reidcli.errors import ReidError, TrainingError
@@ -31,6 +29,13 @@ from reidcli.runtime import distributed as du
 from reidcli.runtime.device import amp_dtype, autocast, device_type, resolve_device
 from reidcli.runtime.rundir import RunDir, run_output
 from reidcli.runtime.tensorboard import metrics_sink, require_tensorboard
+from reidcli.runtime.training import (
+    EpochMeter,
+    NonFiniteGuard,
+    backward_step,
+    make_scaler,
+    wrap_ddp,
+)
 from reidcli.training.config import (
     FinetuneConfig,
     config_differences,
@@ -94,19 +99,32 @@ class _Trainer:
             )
 
     def _build(self) -> None:
-        from reidcli.data.joint import load_joint
-        from reidcli.data.sampler import PKSampler
-        from reidcli.data.torch_dataset import ReidImageDataset
-        from reidcli.data.transforms import build_test_transform, build_train_transform
-        from reidcli.models import build_model, model_config_from
+        """Everything a run trains with, in an order that keeps the random streams (and so
+        the numbers) of every earlier version: data, model, optimiser, loss, loaders."""
+        seed_everything(self.cfg.seed + self.ctx.rank)
+        sources, loaded = self._build_data()
+        self._build_eval_sets(sources, loaded)
+        self._build_model()
+        self._build_optimizer()
+        self._build_loss()
+        self._build_loaders()
 
-        cfg, ctx = self.cfg, self.ctx
-        seed_everything(cfg.seed + ctx.rank)
+    def _build_data(self) -> tuple[list[Any], list[Any]]:
+        """The training dataset (several joined: `sources`); what `load_joint` read, for
+        choosing the evaluated datasets."""
+        from reidcli.data.joint import load_joint
+
+        cfg = self.cfg
         self.dataset, sources, loaded = load_joint(cfg.data, cfg.data_root, cfg.data_options,
                                                     cfg.eval_data)
         self.sources = sources if len(sources) > 1 else []
-        train = self.dataset.train
-        num_classes = self._num_classes()
+        self.num_classes = self._num_classes()
+        return sources, loaded
+
+    def _build_eval_sets(self, sources: list[Any], loaded: list[Any]) -> None:
+        """The datasets evaluated after an epoch; one that cannot be is skipped with
+        --allow-no-eval (a warning in train.log), else refused."""
+        cfg = self.cfg
         found = eval_datasets(cfg, sources, loaded)
         if not found and not cfg.eval_data:
             self._say(f"{self.dataset.name} has no query/gallery split: no evaluation")
@@ -119,12 +137,18 @@ class _Trainer:
             log.warning("%s: training without evaluation (--allow-no-eval)", problem)
             if self.main:
                 self.run.append_log([f"warning: {problem}: training without evaluation"])
-        pretrained_norm = pretrained_normalisation(cfg)
+
+    def _build_model(self) -> None:
+        """`model` (what is saved), on the device, and `ddp`: what the loop calls."""
+        from reidcli.models import build_model, model_config_from
+
+        cfg = self.cfg
+        mean, std = pretrained_normalisation(cfg)
         try:
             self.model_cfg = model_config_from(
                 cfg, num_cams=max(1, self.dataset.num_cams),
-                num_views=max(1, self.dataset.num_views), num_classes=num_classes,
-                mean=cfg.mean or pretrained_norm[0], std=cfg.std or pretrained_norm[1],
+                num_views=max(1, self.dataset.num_views), num_classes=self.num_classes,
+                mean=cfg.mean or mean, std=cfg.std or std,
                 sources=tuple(src.to_dict() for src in self.sources),
             )
         except ValueError as err:
@@ -139,24 +163,16 @@ class _Trainer:
         if self.main:  # weights + optimiser state in trainer.pt + the best weights
             self.run.check_space(sum(p.numel() for p in model.parameters()), copies=4)
         if cfg.sync_bn:
-            model = du.sync_batchnorm(model, ctx, self.device)
+            model = du.sync_batchnorm(model, self.ctx, self.device)
         self.model = model.to(self.device)
-        trained = self._train_module()
-        if ctx.enabled:
-            self.ddp: nn.Module = DistributedDataParallel(
-                trained, device_ids=[self.device.index] if self.device.type == "cuda" else None
-            )
-        else:
-            self.ddp = trained
+        self.ddp = wrap_ddp(self._train_module(), self.ctx, self.device)
 
+    def _build_optimizer(self) -> None:
+        """Optimiser, learning-rate schedule and the (fp16-only) gradient scaler."""
+        cfg = self.cfg
         self.optimizer = build_optimizer(
-            self.model,
-            cfg.optimizer,
-            lr=cfg.lr,
-            weight_decay=cfg.wd,
-            momentum=cfg.momentum,
-            bias_lr_factor=cfg.bias_lr_factor,
-            weight_decay_bias=cfg.wd_bias,
+            self.model, cfg.optimizer, lr=cfg.lr, weight_decay=cfg.wd, momentum=cfg.momentum,
+            bias_lr_factor=cfg.bias_lr_factor, weight_decay_bias=cfg.wd_bias,
             lr_decay=cfg.lr_decay,
         )
         self.scheduler = build_scheduler(
@@ -164,48 +180,65 @@ class _Trainer:
             cfg.warmup_factor, cfg.min_lr_factor,
             kind=cfg.lr_schedule, steps=cfg.lr_steps, gamma=cfg.lr_gamma,
         )
-        self.scaler = torch.amp.GradScaler(
-            self.device.type, enabled=self.amp == torch.float16
-        )
+        self.scaler = make_scaler(self.amp, self.device)
+        self.guard = NonFiniteGuard(self.run.root)
+
+    def _build_loss(self) -> None:
+        cfg = self.cfg
         self.criterion = ReidLoss(
-            label_smoothing=cfg.label_smoothing,
-            margin=cfg.triplet_margin,
-            id_weight=cfg.id_loss_weight,
-            triplet_weight=cfg.triplet_loss_weight,
+            label_smoothing=cfg.label_smoothing, margin=cfg.triplet_margin,
+            id_weight=cfg.id_loss_weight, triplet_weight=cfg.triplet_loss_weight,
         )
 
+    def _build_loaders(self) -> None:
+        """Train transform, PK sampler and loader (supervised runs: a variant builds its
+        own every epoch), and the query/gallery loaders of every evaluated dataset."""
+        from reidcli.data.transforms import build_test_transform, build_train_transform
+
+        cfg = self.cfg
         mean, std = self.model_cfg.mean, self.model_cfg.std
         self.train_tf = build_train_transform(
             cfg.size, mean, std, flip_p=cfg.flip_prob, padding=cfg.padding,
             erasing_p=cfg.erase_prob,
         )
-        pin = self.device.type == "cuda"
         self.loader_gen = torch.Generator()
         if self.supervised:
-            try:
-                self.sampler = PKSampler(
-                    [r.pid for r in train], p=cfg.ids_per_batch, k=cfg.images_per_id,
-                    seed=cfg.seed, rank=ctx.rank, world_size=ctx.world_size,
-                    domains=self._domains(train), balance=cfg.data_balance,
-                )
-            except ValueError as err:
-                raise ReidError(f"cannot sample P x K batches: {err}") from None
-            self.train_loader = DataLoader(
-                ReidImageDataset(train, self.train_tf),
-                batch_sampler=self.sampler,
-                num_workers=cfg.workers,
-                pin_memory=pin,
-                generator=self.loader_gen,
-            )
+            self.sampler = self._pk_sampler()
+            self.train_loader = self._train_loader(self.dataset.train, self.sampler)
+        pin = self.device.type == "cuda"
         test_tf = build_test_transform(cfg.size, mean, std)
         self.eval_loaders = [
             EvalSet(e.label, e.cam_offset,
-                    make_eval_loader(e.dataset.splits["query"], test_tf, cfg.eval_batch_size,
-                                     cfg.workers, pin),
-                    make_eval_loader(e.dataset.splits["gallery"], test_tf, cfg.eval_batch_size,
-                                     cfg.workers, pin))
+                    *(make_eval_loader(e.dataset.splits[split], test_tf, cfg.eval_batch_size,
+                                       cfg.workers, pin) for split in ("query", "gallery")))
             for e in self.eval_sets
         ]
+
+    def _pk_sampler(self) -> Any:
+        from reidcli.data.sampler import PKSampler
+
+        cfg, ctx, train = self.cfg, self.ctx, self.dataset.train
+        try:
+            return PKSampler(
+                [r.pid for r in train], p=cfg.ids_per_batch, k=cfg.images_per_id,
+                seed=cfg.seed, rank=ctx.rank, world_size=ctx.world_size,
+                domains=self._domains(train), balance=cfg.data_balance,
+            )
+        except ValueError as err:
+            raise ReidError(f"cannot sample P x K batches: {err}") from None
+
+    def _train_loader(self, records: list[Any], sampler: Any) -> DataLoader:
+        """The training loader over `records` in `sampler`'s batches; its worker seeds come
+        from `loader_gen`, re-seeded every epoch."""
+        from reidcli.data.torch_dataset import ReidImageDataset
+
+        return DataLoader(
+            ReidImageDataset(records, self.train_tf),
+            batch_sampler=sampler,
+            num_workers=self.cfg.workers,
+            pin_memory=self.device.type == "cuda",
+            generator=self.loader_gen,
+        )
 
     # -- what a training variant (reidcli.unsupervised) replaces -----------------------------
     supervised = True
@@ -334,15 +367,9 @@ class _Trainer:
         lr = float(self.optimizer.param_groups[0]["lr"])
         steps = len(self.sampler)
         progress.start_epoch(epoch, steps)
-        sums = {"loss": 0.0, "id_loss": 0.0, "triplet_loss": 0.0, "acc": 0.0}
-        images = 0
-        n = 0
-        start = time.perf_counter()
-        # Time blocked on the loader; each step ends in a host sync (the loss values), so
-        # the rest of the epoch is the device's work.
-        waited, ready = 0.0, start
-        for step, (imgs, pids, camids, viewids, idx) in enumerate(self.train_loader, start=1):
-            waited += time.perf_counter() - ready
+        meter = EpochMeter(self.ctx.world_size, ("loss", "id_loss", "triplet_loss", "acc"))
+        batches = meter.batches(self.train_loader)
+        for step, (imgs, pids, camids, viewids, idx) in enumerate(batches, start=1):
             imgs = imgs.to(self.device, non_blocking=True)
             pids = pids.to(self.device, non_blocking=True)
             camids = camids.to(self.device, non_blocking=True)
@@ -354,61 +381,41 @@ class _Trainer:
                 [parts.total.detach(), parts.id, parts.triplet, acc.to(parts.id.device)]
             ).float()
             stats = du.all_reduce_mean(stats, self.ctx)
-            loss_v, id_v, tri_v, acc_v = (float(v) for v in stats.cpu())
-            if not math.isfinite(loss_v):
-                self._fail_non_finite(epoch, step, loss_v, id_v, tri_v)
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(parts.total).backward()
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
+            values = dict(zip(meter.sums, (float(v) for v in stats.cpu()), strict=True))
+            self.guard.check(
+                values["loss"], f"epoch {epoch}, step {step}",
+                f"the checkpoint of epoch {epoch - 1}" if epoch > 1 else None,
+                {"id": values["id_loss"], "triplet": values["triplet_loss"]},
+            )
+            backward_step(parts.total, self.optimizer, self.scaler)
             self._after_step()
 
-            n += 1
-            images += imgs.shape[0] * self.ctx.world_size
-            for key, value in zip(sums, (loss_v, id_v, tri_v, acc_v), strict=True):
-                sums[key] += value
-            elapsed = max(time.perf_counter() - start, 1e-9)
-            progress.update_step(sums["loss"] / n, sums["acc"] / n, lr, images / elapsed)
+            meter.add(values, imgs.shape[0])
+            progress.update_step(meter.mean("loss"), meter.mean("acc"), lr, meter.images_per_s())
             if self.main and cfg.log_every and step % cfg.log_every == 0:
                 self.run.append_log([
-                    f"epoch {epoch} iter {step}/{steps} loss {sums['loss'] / n:.4f} "
-                    f"acc {sums['acc'] / n:.3f} lr {lr:.3e}"
+                    f"epoch {epoch} iter {step}/{steps} loss {meter.mean('loss'):.4f} "
+                    f"acc {meter.mean('acc'):.3f} lr {lr:.3e}"
                 ])
             if self.hooks.on_batch is not None:
                 self.hooks.on_batch(
-                    BatchInfo(epoch, step, idx.clone(), loss_v, self.model, self.ctx.rank)
+                    BatchInfo(epoch, step, idx.clone(), values["loss"], self.model, self.ctx.rank)
                 )
             crash_point("train.step", "finetune")
-            ready = time.perf_counter()
-        if n == 0:
+        if meter.steps == 0:
             raise TrainingError(
                 f"epoch {epoch} had no batch: the training split cannot fill one "
                 f"{cfg.ids_per_batch} x {cfg.images_per_id} batch"
             )
-        elapsed = time.perf_counter() - start
+        elapsed = meter.elapsed()
         return {
-            "loss": sums["loss"] / n,
-            "id_loss": sums["id_loss"] / n,
-            "triplet_loss": sums["triplet_loss"] / n,
-            "acc": sums["acc"] / n,
+            **{key: meter.mean(key) for key in meter.sums},
             "lr": lr,
-            "steps": n,
-            "images_per_s": images / max(elapsed, 1e-9),
+            "steps": meter.steps,
+            "images_per_s": meter.images_per_s(elapsed),
             "epoch_time_s": elapsed,
-            "loader_wait_s": waited,
+            "loader_wait_s": meter.waited,
         }
-
-    def _fail_non_finite(self, epoch: int, step: int, loss: float, id_v: float, tri: float) -> None:
-        kept = (
-            f"the checkpoint of epoch {epoch - 1} in {self.run.root} is intact (--resume "
-            "continues from it)"
-            if epoch > 1
-            else "no epoch had finished, so nothing was saved"
-        )
-        raise TrainingError(
-            f"non-finite loss ({loss}; id {id_v}, triplet {tri}) at epoch {epoch}, step {step}; "
-            f"{kept}. Try a lower --lr, --amp bf16 or --amp off, or check the input images."
-        )
 
     def _evaluate(self, epoch: int) -> dict[str, Any]:
         """The first evaluation dataset's scores at the top level (what selects best/ and

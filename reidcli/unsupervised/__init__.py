@@ -12,6 +12,7 @@ from reidcli.unsupervised.memory import MEMORY_UPDATES, ClusterMemory
 from reidcli.unsupervised.pseudo_labels import (
     ClusterParams,
     PseudoLabels,
+    camera_centred,
     jaccard_graph,
     label_agreement,
     pseudo_labels,
@@ -24,6 +25,7 @@ __all__ = [
     "ClusterParams",
     "FixedIterations",
     "PseudoLabels",
+    "camera_centred",
     "jaccard_graph",
     "label_agreement",
     "pseudo_labels",

@@ -82,6 +82,31 @@ def _normalise(features: torch.Tensor | np.ndarray, device: torch.device | str |
     return torch.nn.functional.normalize(x, dim=1).contiguous()
 
 
+def camera_centred(features: torch.Tensor | np.ndarray, cameras: np.ndarray | None
+                   ) -> torch.Tensor:
+    """L2-normalised features minus their camera's mean feature, renormalised.
+
+    A camera's colour cast and tone move every image it sees the same way, so an unadapted
+    model's nearest neighbours share the camera and DBSCAN groups by camera instead of by
+    identity. Removing each camera's mean feature before clustering (a camera-wise
+    normalisation of the features, as camera-aware unsupervised ReID does, e.g. Wang et al.,
+    "Camera-aware Proxies for Unsupervised Person Re-Identification", AAAI 2021) leaves the
+    within-camera differences. Images with an unknown camera (< 0) keep their feature; with
+    fewer than two known cameras there is nothing to align and the features come back as
+    they are (normalised)."""
+    x = torch.nn.functional.normalize(torch.as_tensor(features).float(), dim=1).clone()
+    if cameras is None:
+        return x
+    cams = np.asarray(cameras)
+    known = np.unique(cams[cams >= 0])
+    if len(known) < 2:
+        return x
+    for cam in known:
+        rows = torch.as_tensor(np.flatnonzero(cams == cam))
+        x[rows] -= x[rows].mean(dim=0)
+    return torch.nn.functional.normalize(x, dim=1)
+
+
 def jaccard_graph(features: torch.Tensor | np.ndarray, k1: int = 30, k2: int = 6,
                   radius: float = 0.6, budget: int = DEFAULT_CHUNK_BYTES,
                   device: torch.device | str | None = None) -> sparse.csr_matrix:

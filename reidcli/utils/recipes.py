@@ -167,6 +167,19 @@ class RecipeSchema(Generic[C]):
             problems.append(f"workers must be >= 0 (0 = load in the main process), got {workers}")
         return problems
 
+    @staticmethod
+    def schedule_problems(cfg: Any) -> list[str]:
+        """What every training stage checks of its schedule (`epochs`, `warmup_epochs`,
+        `lr`), in one wording."""
+        problems = []
+        if cfg.epochs < 1:
+            problems.append(f"epochs must be >= 1, got {cfg.epochs}")
+        if not 0 <= cfg.warmup_epochs <= cfg.epochs:
+            problems.append(f"warmup_epochs must be in [0, epochs], got {cfg.warmup_epochs}")
+        if cfg.lr <= 0:
+            problems.append(f"lr must be positive, got {cfg.lr}")
+        return problems
+
     def differences(self, saved: C, requested: C, ignore: set[str] | None = None) -> list[str]:
         """Fields whose values differ, as `name: saved -> requested`; `ignore` defaults to
         the runtime fields."""

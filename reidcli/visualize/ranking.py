@@ -19,6 +19,7 @@ import torch
 from reidcli.errors import BankError
 from reidcli.retrieval.distances import DEFAULT_CHUNK_BYTES
 from reidcli.retrieval.pipeline import Retrieval, Source, open_source
+from reidcli.utils.checks import at_least
 
 JUNK_PID = -1
 
@@ -87,8 +88,7 @@ def _ranked(rows: np.ndarray, indices: Sequence[int], k: int, q_pids: np.ndarray
 def rank_source(src: Source, indices: Sequence[int], k: int,
                 device: torch.device | str = "cpu") -> list[RankedQuery]:
     """The top-k ranked list of each chosen query of an open bank or distance file."""
-    if k < 1:
-        raise BankError(f"k must be at least 1, got {k}")
+    at_least(1, ("k", k), error=BankError)
     _check_indices(indices, len(src.query), src.path)
     if len(src.gallery) == 0:
         raise BankError(f"{src.path}: the gallery is empty")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from reidcli.errors import ReidError
+from reidcli.utils.checks import non_negative
 
 RGB = tuple[int, int, int]
 
@@ -38,6 +39,11 @@ def check_seed(seed: int) -> int:
     if seed < 0:
         raise SynthError(f"--seed must be a non-negative integer, got {seed}")
     return seed
+
+
+def check_camera_strength(strength: float) -> float:
+    non_negative(("--camera-strength", strength), error=SynthError)
+    return strength
 
 
 def check_size(size: tuple[int, int], what: str = "--size") -> tuple[int, int]:

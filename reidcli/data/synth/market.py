@@ -9,7 +9,7 @@ with 1-based cameras, so the standard regex `([-\\d]+)_c(\\d)` parses them.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from reidcli.data.synth.common import (
@@ -17,13 +17,15 @@ from reidcli.data.synth.common import (
     TAG_PLAN,
     TAG_SPLIT,
     SynthError,
+    check_camera_strength,
     check_seed,
     check_size,
     rng_for,
 )
 from reidcli.data.synth.identity import Identity, near_twin, sample_identity
-from reidcli.data.synth.output import Progress, staged_output, write_jobs, write_metadata
+from reidcli.data.synth.output import Progress, write_dataset
 from reidcli.data.synth.world import TARGET, RenderJob, StyleRef, World
+from reidcli.utils.checks import at_least, in_unit_interval, non_negative
 
 TRAIN_DIR, QUERY_DIR, GALLERY_DIR = "bounding_box_train", "query", "bounding_box_test"
 MAX_SEQ = 6
@@ -58,16 +60,11 @@ class MarketConfig:
         if self.train_ids is not None and not 1 <= self.train_ids < self.ids:
             raise SynthError(f"--train-ids must be between 1 and {self.ids - 1} so both splits "
                              f"have identities, got {self.train_ids}")
-        if self.per_cam < 1:
-            raise SynthError(f"--per-cam must be at least 1, got {self.per_cam}")
-        for name, value in (("--distractors", self.distractors), ("--junk", self.junk)):
-            if value is not None and value < 0:
-                raise SynthError(f"{name} must not be negative, got {value}")
-        for name, p in (("--occlusion", self.occlusion), ("--twins", self.twins)):
-            if not 0.0 <= p <= 1.0:
-                raise SynthError(f"{name} is a probability in [0, 1], got {p}")
-        if self.camera_strength < 0:
-            raise SynthError(f"--camera-strength must not be negative, got {self.camera_strength}")
+        at_least(1, ("--per-cam", self.per_cam), error=SynthError)
+        non_negative(("--distractors", self.distractors), ("--junk", self.junk), error=SynthError)
+        in_unit_interval(("--occlusion", self.occlusion), ("--twins", self.twins),
+                         what="probability", error=SynthError)
+        check_camera_strength(self.camera_strength)
 
     @property
     def n_train(self) -> int:
@@ -198,15 +195,11 @@ def write_market(
     out: str | Path, cfg: MarketConfig, *, overwrite: bool = False, workers: int = 1,
     progress: Progress | None = None,
 ) -> MarketSummary:
-    """Generate the dataset described by `cfg` into `out` (atomically, see `staged_output`)."""
+    """Generate the dataset described by `cfg` into `out` (atomically, see `write_dataset`)."""
     start = time.perf_counter()
     cfg.validate()
     world = World(cfg.seed, cfg.camera_strength)
     jobs = plan_market(cfg, world)
-    root = Path(out).absolute()
-    with staged_output(root, overwrite) as stage:
-        for folder in (TRAIN_DIR, QUERY_DIR, GALLERY_DIR):
-            (stage / folder).mkdir()
-        write_jobs(jobs, world, stage, workers, progress)
-        write_metadata(stage, {"kind": "market", "config": asdict(cfg)})
+    root = write_dataset(out, "market", cfg, jobs, world, overwrite=overwrite, workers=workers,
+                         progress=progress, folders=(TRAIN_DIR, QUERY_DIR, GALLERY_DIR))
     return summarize_market(root, jobs, cfg.cams, time.perf_counter() - start)

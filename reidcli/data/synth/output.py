@@ -8,6 +8,7 @@ left is a hidden `.NAME.partial-*` sibling folder, which the next run does not r
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import json
 import multiprocessing
@@ -22,6 +23,7 @@ from typing import Any
 
 from reidcli.data.synth.common import SynthError
 from reidcli.data.synth.world import RenderJob, World
+from reidcli.utils.checks import at_least
 from reidcli.utils.diskerrors import write_failure
 from reidcli.utils.outputs import Output, claim_output
 
@@ -78,6 +80,25 @@ def write_metadata(root: Path, info: dict[str, Any]) -> None:
                                      encoding="utf-8")
 
 
+def write_dataset(
+    out: str | os.PathLike[str], kind: str, cfg: Any, jobs: Sequence[RenderJob], world: World,
+    *, overwrite: bool = False, workers: int = 1, progress: Progress | None = None,
+    folders: Sequence[str] = (), files: dict[str, str] | None = None,
+) -> Path:
+    """Render `jobs` into the folder `out` (atomically, see `staged_output`), with `folders`
+    made even when no job lands in them, the text `files`, and `synth.json` recording `kind`
+    and the config dataclass `cfg`. Returns the absolute output path."""
+    root = Path(out).absolute()
+    with staged_output(root, overwrite) as stage:
+        for folder in folders:
+            (stage / folder).mkdir()
+        write_jobs(jobs, world, stage, workers, progress)
+        for name, text in (files or {}).items():
+            (stage / name).write_text(text, encoding="utf-8")
+        write_metadata(stage, {"kind": kind, "config": dataclasses.asdict(cfg)})
+    return root
+
+
 # Per worker process: the world is rebuilt once from its seed instead of being pickled.
 _worker_world: World | None = None
 _worker_root: Path | None = None
@@ -109,8 +130,7 @@ def write_jobs(
     progress: Progress | None = None,
 ) -> None:
     """Render and save every job under `root`. The bytes do not depend on `workers`."""
-    if workers < 1:
-        raise SynthError(f"--workers must be at least 1, got {workers}")
+    at_least(1, ("--workers", workers), error=SynthError)
     for folder in sorted({(root / job.relpath).parent for job in jobs}):
         folder.mkdir(parents=True, exist_ok=True)
     total = len(jobs)

@@ -20,13 +20,15 @@ from reidcli.data.synth.common import (
     TAG_PLAN,
     TAG_VIDEO,
     SynthError,
+    check_camera_strength,
     check_seed,
     check_size,
     rng_for,
 )
 from reidcli.data.synth.identity import sample_identity
-from reidcli.data.synth.output import Progress, staged_output, write_jobs, write_metadata
+from reidcli.data.synth.output import Progress, write_dataset
 from reidcli.data.synth.world import TARGET, RenderJob, StyleRef, World
+from reidcli.utils.checks import at_least, in_unit_interval
 
 MANIFEST = "manifest.csv"
 MANIFEST_FIELDS = ("path", "domain", "source", "person", "height", "width")
@@ -52,20 +54,13 @@ class UnlabeledConfig:
     def validate(self) -> None:
         check_seed(self.seed)
         check_size(self.size)
-        if self.images < 1:
-            raise SynthError(f"--images must be at least 1, got {self.images}")
-        for name, p in (("--target-like", self.target_like), ("--occlusion", self.occlusion),
-                        ("--empty", self.empty)):
-            if not 0.0 <= p <= 1.0:
-                raise SynthError(f"{name} is a fraction in [0, 1], got {p}")
+        at_least(1, ("--images", self.images), error=SynthError)
+        in_unit_interval(("--target-like", self.target_like), ("--occlusion", self.occlusion),
+                         ("--empty", self.empty), error=SynthError)
         if not 1 <= self.target_cams <= 9:
             raise SynthError(f"--target-cams must be between 1 and 9, got {self.target_cams}")
-        if self.domains < 1:
-            raise SynthError(f"--domains must be at least 1, got {self.domains}")
-        if self.per_video < 1:
-            raise SynthError(f"--per-video must be at least 1, got {self.per_video}")
-        if self.camera_strength < 0:
-            raise SynthError(f"--camera-strength must not be negative, got {self.camera_strength}")
+        at_least(1, ("--domains", self.domains), ("--per-video", self.per_video), error=SynthError)
+        check_camera_strength(self.camera_strength)
 
     @property
     def n_target(self) -> int:
@@ -167,16 +162,14 @@ def write_unlabeled(
     out: str | Path, cfg: UnlabeledConfig, *, overwrite: bool = False, workers: int = 1,
     progress: Progress | None = None,
 ) -> UnlabeledSummary:
-    """Generate the folder described by `cfg` into `out` (atomically, see `staged_output`)."""
+    """Generate the folder described by `cfg` into `out` (atomically, see `write_dataset`)."""
     start = time.perf_counter()
     cfg.validate()
     world = World(cfg.seed, cfg.camera_strength)
     jobs, rows = plan_unlabeled(cfg, world)
-    root = Path(out).absolute()
-    with staged_output(root, overwrite) as stage:
-        write_jobs(jobs, world, stage, workers, progress)
-        (stage / MANIFEST).write_text(manifest_text(rows), encoding="utf-8")
-        write_metadata(stage, {"kind": "unlabeled", "config": asdict(cfg)})
+    root = write_dataset(out, "unlabeled", cfg, jobs, world, overwrite=overwrite,
+                         workers=workers, progress=progress,
+                         files={MANIFEST: manifest_text(rows)})
     n_target = sum(r.domain == "target" for r in rows)
     return UnlabeledSummary(
         root=root, images=len(rows), target_like=n_target, foreign=len(rows) - n_target,

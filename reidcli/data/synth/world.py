@@ -29,7 +29,7 @@ from reidcli.data.synth.common import (
     TAG_IMAGE,
     TAG_NOISE,
     TAG_PALETTE,
-    SynthError,
+    check_camera_strength,
     check_seed,
     rng_for,
 )
@@ -89,10 +89,8 @@ class World:
     """Camera styles, palettes and scenes derived from one seed (cached per process)."""
 
     def __init__(self, seed: int, camera_strength: float = 1.0) -> None:
-        if camera_strength < 0:
-            raise SynthError(f"--camera-strength must not be negative, got {camera_strength}")
+        self.camera_strength = check_camera_strength(camera_strength)
         self.seed = check_seed(seed)
-        self.camera_strength = camera_strength
         self.palette = target_palette(rng_for(seed, TAG_PALETTE))
         self._styles: dict[StyleRef, CameraStyle] = {}
         self._domains: dict[int, ForeignDomain] = {}
