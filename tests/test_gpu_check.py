@@ -51,8 +51,8 @@ def test_smoke_runs_every_section(tmp_path: Path) -> None:
     table = (out / "gpu_check.md").read_text().splitlines()
     assert table[1].startswith("Command: `python benchmarks/gpu_check.py --out ")
     rows = [line for line in table if line.startswith("| ") and "---" not in line][1:]
-    # finetune x2, extract, pretrain x3, cfs, deploy x2, retrieval x2
-    assert len(rows) == 2 + 1 + 3 + 1 + 2 + 2
+    # finetune x2, extract, pretrain x3, cfs, deploy x3 (eager, fused, portable), retrieval x2
+    assert len(rows) == 2 + 1 + 3 + 1 + 3 + 2
     assert (work / "market").is_dir()  # --work is kept; the default scratch folder is not
 
 
