@@ -41,7 +41,7 @@ RANDOM_SUBSETS = 20
 
 def evaluate(list_path: Path, manifest_root: Path, seeds: int) -> dict:
     rows = {row.path: row for row in read_manifest(manifest_root)}
-    ranked = read_list(list_path)
+    ranked = [path for _, path in read_list(list_path)]
     unknown = [p for p in ranked if p not in rows]
     if unknown:
         raise SystemExit(f"{len(unknown)} listed images are not in the manifest, e.g. "

@@ -280,7 +280,7 @@ class Study:
             "--workers", str(a.workers), "--device", a.device, "--seed", str(a.seed)],
             lambda p: p.is_file())
         manifest = read_manifest(self.out / "lup")
-        kept = read_list(self.out / "cfs.txt")
+        kept = [path for _, path in read_list(self.out / "cfs.txt")]
         every = sorted(row.path for row in manifest)
         rand = random.Random(a.seed).sample(every, len(kept))
         atomic_write_text(self.out / "random50.txt", "".join(f"{p}\n" for p in rand))
