@@ -17,6 +17,7 @@ directory, checkpoints, AMP, DDP, evaluation, the final model) is the supervised
 
 from __future__ import annotations
 
+import functools
 import logging
 import resource
 import time
@@ -111,7 +112,7 @@ class ClusterContrastTrainer(_Trainer):
         cfg = self.cfg
         params = ClusterParams(cfg.eps, cfg.min_samples, cfg.k1, cfg.k2)
         if cfg.camera_norm:
-            features = camera_centred(features, self._cameras())
+            features = camera_centred(features, self._train_cameras)
         result = pseudo_labels(features, params, device=self.device)
         stats: dict[str, Any] = {
             "clusters": result.num_clusters,
@@ -125,10 +126,11 @@ class ClusterContrastTrainer(_Trainer):
             stats.update(label_agreement(result.labels, truth))
         return {"labels": result.labels, "stats": stats}
 
-    def _cameras(self) -> np.ndarray:
+    @functools.cached_property
+    def _train_cameras(self) -> np.ndarray:
+        """The train images' camera ids, read (and warned about) once per run."""
         cams = np.array([r.camid for r in self.dataset.train], dtype=np.int64)
-        if len(np.unique(cams[cams >= 0])) < 2 and not getattr(self, "_camera_warned", False):
-            self._camera_warned = True
+        if len(np.unique(cams[cams >= 0])) < 2:
             log.warning("--camera-norm: %s's train split has fewer than two known cameras, so "
                         "nothing is aligned (give cameras with --cam-regex for image folders)",
                         self.dataset.name)
