@@ -1,6 +1,7 @@
 """Evidence for `reid finetune --unsupervised` on two synthetic worlds (docs/unsupervised.md).
 
-Run:  python benchmarks/usl_evidence.py [--work DIR] [--seeds 0,1,2] [--quick]
+Run:  python benchmarks/usl_evidence.py [--work DIR] [--seeds 0,1,2] [--quick] [--oracle]
+      [--camera-norm]
 Two labelled worlds from `reid synth market` with different seeds, so different cameras,
 camera styles and clothing palettes: "source" (seed 0) and "target" (seed 1). With the same
 small ViT and the same budget, per training seed:
@@ -11,9 +12,10 @@ small ViT and the same budget, per training seed:
 It prints mean +- sd of target mAP / R1 over the seeds, and the pseudo-label purity (ARI) per
 epoch of the UDA and USL runs. `--oracle` adds a diagnostic arm: UDA with the target's true
 train labels in place of the pseudo labels (the same memory, loss and schedule), which
-separates the training mechanics from the quality of the clustering. Every run is an ordinary
-run directory under --work; finished runs are reused. Run it under `flock /tmp/reid-cpu.lock`
-on a shared machine.
+separates the training mechanics from the quality of the clustering; `--camera-norm` adds UDA
+with camera-aware clustering (`reid finetune --unsupervised --camera-norm`). Every run is an
+ordinary run directory under --work; finished runs are reused. Run it under
+`flock /tmp/reid-cpu.lock` on a shared machine.
 """
 
 from __future__ import annotations
